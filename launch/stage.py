@@ -1,0 +1,181 @@
+"""Run one training stage locally: resolve the recipe, run Axolotl, merge the adapter, record it all.
+
+    python -m launch sft recipes/smollm2-135m/v1/sft.yaml
+    python -m launch dpo recipes/smollm2-135m/v1/dpo.yaml --parent runs/<sft-run-id>
+
+A run folder ``runs/<run-id>/`` gets ``config.yaml`` (the recipe as run), ``adapter/``,
+``merged/``, ``logs/`` and ``manifest.json``. Axolotl does the work; we give it paths and keep records.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from launch import manifest
+from launch.records import redact_text, secret_values
+
+# Each stage is a list of Axolotl CLI steps, run in order on the resolved config.
+STAGE_STEPS = {
+    "sft": ["train", "merge"],
+    "dpo": ["train", "merge"],
+}
+STAGE_PARENT = {"dpo": "sft"}  # a DPO run starts from an SFT run's merged model
+LOG_TAIL_LINES = 40
+
+
+@dataclass
+class StageRun:
+    """What one invocation asks for."""
+
+    stage: str
+    recipe: Path
+    runs_dir: Path = Path("runs")
+    run_id: str | None = None
+    parent: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    root: Path = field(default_factory=Path.cwd)
+
+
+def recipe_slug(recipe: Path) -> str:
+    """``recipes/smollm2-135m/v1/sft.yaml`` -> ``smollm2-135m-v1``."""
+    parts = recipe.resolve().parts
+    if "recipes" in parts:
+        inner = parts[parts.index("recipes") + 1 : -1]
+        if inner:
+            return "-".join(inner)
+    return recipe.stem
+
+
+def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.0.c`` in nested dicts and lists."""
+    *path, last = dotted.split(".")
+    node: Any = config
+    for key in path:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def latest_run(runs_dir: Path, stage: str) -> Path:
+    """The most recently finished successful run of ``stage``."""
+    done = []
+    for path in runs_dir.glob(f"*/{manifest.MANIFEST}"):
+        record = manifest.read(path.parent)
+        if record.get("stage") == stage and record.get("status") == "succeeded":
+            done.append((record["ended_at"], path.parent))
+    if not done:
+        raise SystemExit(f"no successful {stage} run in {runs_dir}/: run `make {stage}` first")
+    return max(done)[1]
+
+
+def resolve_config(request: StageRun, run_dir: Path, parent: dict[str, Any] | None) -> dict[str, Any]:
+    """The recipe with the user's overrides and the run folder's paths applied."""
+    with open(request.recipe, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)
+    for key, value in request.overrides.items():
+        set_dotted(config, key, value)
+    if parent is not None:
+        config["base_model"] = str(Path(parent["path"]) / "merged")
+    config["output_dir"] = str(run_dir / "adapter")
+    config["dataset_prepared_path"] = str(run_dir / "prepared")
+    return config
+
+
+def stage_env(config: dict[str, Any]) -> dict[str, str]:
+    """The environment Axolotl runs in: offline by default, no telemetry, wandb off unless asked for."""
+    env = dict(os.environ)
+    env.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    if not (config.get("use_wandb") or config.get("wandb_project")):
+        env["WANDB_MODE"] = "disabled"
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def step_command(step: str, config_path: Path, run_dir: Path) -> list[str]:
+    """The Axolotl command for one step."""
+    if step == "train":
+        return [sys.executable, "-m", "axolotl.cli.train", str(config_path)]
+    if step == "merge":
+        adapter = run_dir / "adapter"
+        return [sys.executable, "-m", "axolotl.cli.merge_lora", str(config_path), f"--lora_model_dir={adapter}"]
+    raise ValueError(f"unknown step {step!r}")
+
+
+def run_logged(command: list[str], log_path: Path, env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
+    """Run ``command``, echoing its output and writing it, secrets redacted, to ``log_path``."""
+    secrets = secret_values(env)
+    tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
+                                errors="replace")
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = redact_text(line, secrets)
+            sys.stdout.write(line)
+            log.write(line)
+            tail.append(line.rstrip("\n"))
+        return proc.wait(), list(tail)
+
+
+def run_stage(request: StageRun) -> Path:
+    """Run every step of a stage into a new run folder and return it. Raises SystemExit on failure."""
+    if request.stage not in STAGE_STEPS:
+        raise SystemExit(f"unknown stage {request.stage!r}: choose from {', '.join(STAGE_STEPS)}")
+    if not request.recipe.is_file():
+        raise SystemExit(f"recipe not found: {request.recipe}")
+    parent = None
+    if request.stage in STAGE_PARENT:
+        parent_dir = request.parent or latest_run(request.runs_dir, STAGE_PARENT[request.stage])
+        parent = {"run_id": parent_dir.name, "path": str(parent_dir), "stage": manifest.read(parent_dir)["stage"]}
+
+    run_id = request.run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{request.stage}-{recipe_slug(request.recipe)}"
+    run_dir = request.runs_dir / run_id
+    config = resolve_config(request, run_dir, parent)
+    run_dir.mkdir(parents=True, exist_ok=False)
+    config_path = run_dir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    record = manifest.start(run_dir, stage=request.stage, recipe=request.recipe, config=config, root=request.root,
+                            parent=parent, argv=sys.argv)
+    print(f"run {run_id}: {request.stage} from {request.recipe}, base model {config['base_model']}")
+
+    env = stage_env(config)
+    outputs = {"config": "config.yaml"}
+    for step in STAGE_STEPS[request.stage]:
+        log_name = f"logs/{step}.log"
+        print(f"run {run_id}: {step} (log: {run_dir / log_name})")
+        try:
+            code, tail = run_logged(step_command(step, config_path, run_dir), run_dir / log_name, env, request.root)
+        except BaseException as err:  # interrupted or could not start: still say so in the manifest
+            code, tail = 130 if isinstance(err, KeyboardInterrupt) else 1, [repr(err)]
+            manifest.finish(run_dir, record, exit_code=code, outputs=outputs,
+                            error={"step": step, "message": repr(err), "log": log_name, "log_tail": tail})
+            raise
+        outputs[f"log_{step}"] = log_name
+        if code != 0:
+            manifest.finish(run_dir, record, exit_code=code, outputs=outputs,
+                            error={"step": step, "message": f"axolotl {step} exited with {code}", "log": log_name,
+                                   "log_tail": tail})
+            raise SystemExit(f"run {run_id}: {step} failed with exit code {code}; see {run_dir / log_name}")
+        if step == "train":
+            outputs["adapter"] = "adapter"
+        if step == "merge":
+            shutil.move(run_dir / "adapter" / "merged", run_dir / "merged")
+            outputs["merged"] = "merged"
+
+    manifest.finish(run_dir, record, exit_code=0, error=None, outputs=outputs)
+    print(f"run {run_id}: done -> {run_dir}")
+    return run_dir

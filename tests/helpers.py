@@ -1,0 +1,53 @@
+"""Shared test helpers: run the launcher as a user would, pointed at the tiny model and small data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SFT_RECIPE = ROOT / "recipes/smollm2-135m/v1/sft.yaml"
+DPO_RECIPE = ROOT / "recipes/smollm2-135m/v1/dpo.yaml"
+SFT_DATA = ROOT / "data/default/sft.jsonl"
+DPO_DATA = ROOT / "data/default/dpo.jsonl"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSONL file."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    """Write rows as JSONL and return the path."""
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def tiny_overrides(model: Path, data: Path) -> list[str]:
+    """``--set`` arguments that put a shipped recipe on the tiny Llama-3 model and a small data file."""
+    pairs = {
+        "base_model": model,
+        "chat_template": "llama3",  # Axolotl's Llama-3 template, as the OpenBioLLM recipes use
+        "datasets.0.path": data,
+        "sequence_len": 512,
+    }
+    args = []
+    for key, value in pairs.items():
+        args += ["--set", f"{key}={value}"]
+    return args
+
+
+def launch(stage: str, recipe: Path, runs_dir: Path, *extra: str,
+           env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m launch STAGE RECIPE --runs-dir RUNS ...``, from the repository root, output captured."""
+    command = [sys.executable, "-m", "launch", stage, str(recipe), "--runs-dir", str(runs_dir), *extra]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1200)
+
+
+def only_run(runs_dir: Path, stage: str) -> Path:
+    """The single run folder of ``stage`` under ``runs_dir``."""
+    found = [p for p in runs_dir.iterdir() if f"-{stage}-" in p.name]
+    assert len(found) == 1, f"expected one {stage} run in {runs_dir}, found {[p.name for p in found]}"
+    return found[0]

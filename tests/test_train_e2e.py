@@ -1,0 +1,102 @@
+"""Real Axolotl QLoRA SFT, then DPO from its merged model, through the launcher, on the tiny Llama-3.
+
+These are the slow tests: each stage trains for a few steps, merges, and leaves a run folder.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from helpers import DPO_RECIPE, SFT_RECIPE, launch, only_run, tiny_overrides
+from safetensors.torch import load_file
+
+from launch import manifest
+
+pytestmark = pytest.mark.slow
+
+FAKE_SECRETS = {"HF_TOKEN": "hf_fake_token_for_tests_0123456789", "WANDB_API_KEY": "fake-wandb-key-0123456789"}
+MANIFEST_KEYS = {
+    "run_id", "stage", "status", "exit_code", "error", "started_at", "ended_at", "parent", "command", "recipe",
+    "config", "code", "datasets", "base_model", "python", "packages", "host", "environment", "outputs",
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_llama3, small_data, tmp_path_factory):
+    """An SFT run and the DPO run that follows it, both through ``python -m launch``."""
+    runs_dir = tmp_path_factory.mktemp("runs")
+    env = {**os.environ, **FAKE_SECRETS}
+    sft = launch("sft", SFT_RECIPE, runs_dir, *tiny_overrides(tiny_llama3, small_data["sft"]), env=env)
+    assert sft.returncode == 0, sft.stdout[-4000:] + sft.stderr[-4000:]
+    dpo = launch("dpo", DPO_RECIPE, runs_dir, *tiny_overrides(tiny_llama3, small_data["dpo"]), env=env)
+    assert dpo.returncode == 0, dpo.stdout[-4000:] + dpo.stderr[-4000:]
+    return {"sft": only_run(runs_dir, "sft"), "dpo": only_run(runs_dir, "dpo")}
+
+
+def assert_adapter_trained(run_dir):
+    """PEFT starts every lora_B at zero; after training each one has moved."""
+    weights = load_file(run_dir / "adapter/adapter_model.safetensors")
+    lora_b = {name: w for name, w in weights.items() if "lora_B" in name}
+    assert len(lora_b) == 2 * 7, sorted(lora_b)  # 2 layers x the 7 linear projections of the card
+    unchanged = [name for name, w in lora_b.items() if torch.count_nonzero(w) == 0]
+    assert not unchanged, f"adapter weights still at their initial zeros: {unchanged}"
+
+
+@pytest.mark.parametrize("stage", ["sft", "dpo"])
+def test_stage_trains_the_adapter_and_merges_it(runs, stage):
+    run_dir = runs[stage]
+    assert_adapter_trained(run_dir)
+    assert (run_dir / "merged/config.json").is_file()
+    assert list((run_dir / "merged").glob("*.safetensors"))
+    assert (run_dir / "logs/train.log").stat().st_size > 0
+    assert (run_dir / "logs/merge.log").stat().st_size > 0
+
+
+@pytest.mark.parametrize("stage", ["sft", "dpo"])
+def test_manifest_is_complete(runs, stage, small_data):
+    record = manifest.read(runs[stage])
+    assert set(record) >= MANIFEST_KEYS
+    assert record["status"] == "succeeded" and record["exit_code"] == 0 and record["error"] is None
+    assert record["started_at"] <= record["ended_at"]
+    assert len(record["recipe"]["sha256"]) == 64 and record["recipe"]["path"].endswith(f"{stage}.yaml")
+    assert record["config"]["output_dir"].endswith("adapter")
+    assert record["config"]["adapter"] == "qlora" and record["config"].get("rl") == ("dpo" if stage == "dpo" else None)
+    assert set(record["code"]) >= {"commit", "dirty"}
+    [dataset] = record["datasets"]
+    assert dataset["path"] == str(small_data[stage]) and dataset["rows"] == 8 and len(dataset["sha256"]) == 64
+    assert len(record["base_model"]["sha256_tree"]) == 64
+    for package in ("axolotl", "torch", "transformers", "trl", "peft", "bitsandbytes", "datasets"):
+        assert record["packages"][package], package
+    assert record["host"]["hostname"] and record["host"]["cpu_count"] >= 1
+    assert record["outputs"] == {"config": "config.yaml", "log_train": "logs/train.log", "adapter": "adapter",
+                                 "log_merge": "logs/merge.log", "merged": "merged"}
+
+
+def test_dpo_starts_from_the_sft_runs_merged_model(runs):
+    record = manifest.read(runs["dpo"])
+    assert record["parent"]["run_id"] == runs["sft"].name
+    assert record["config"]["base_model"] == str(runs["sft"] / "merged")
+    assert record["base_model"]["from_run"] == runs["sft"].name
+    assert manifest.read(runs["sft"])["parent"] is None
+
+
+def test_no_secret_reaches_any_file_of_a_run(runs):
+    for run_dir in runs.values():
+        for path in run_dir.rglob("*"):
+            if path.is_file() and path.stat().st_size < 50_000_000:
+                data = path.read_bytes()
+                for value in FAKE_SECRETS.values():
+                    assert value.encode() not in data, f"{value} found in {path}"
+
+
+def test_failed_run_leaves_a_manifest_saying_how(tmp_path, small_data):
+    missing = tmp_path / "no-such-model"
+    result = launch("sft", SFT_RECIPE, tmp_path / "runs", *tiny_overrides(missing, small_data["sft"]))
+    assert result.returncode != 0
+    record = manifest.read(only_run(tmp_path / "runs", "sft"))
+    assert record["status"] == "failed" and record["exit_code"] not in (0, None)
+    assert record["error"]["step"] == "train" and record["error"]["log"] == "logs/train.log"
+    assert record["error"]["log_tail"] and record["ended_at"]
+    assert "merged" not in record["outputs"]
