@@ -82,7 +82,7 @@ def tiny_llama3(tmp_path_factory) -> Path:
     tokenizer = build_llama3_tokenizer(corpus_from([SFT_DATA, DPO_DATA]))
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
     )
@@ -94,9 +94,12 @@ def tiny_llama3(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory) -> dict[str, Path]:
-    """The first rows of the bundled SFT and DPO sets: enough for a few training steps."""
+    """Eight rows of each bundled set (two multi-turn SFT conversations among them): a few training steps."""
     out = tmp_path_factory.mktemp("data")
+    sft = read_jsonl(SFT_DATA)
+    multi_turn = [row for row in sft if len(row["messages"]) > 3][:2]
+    single_turn = [row for row in sft if len(row["messages"]) == 3][:6]
     return {
-        "sft": write_jsonl(out / "sft.jsonl", read_jsonl(SFT_DATA)[:8]),
+        "sft": write_jsonl(out / "sft.jsonl", multi_turn + single_turn),
         "dpo": write_jsonl(out / "dpo.jsonl", read_jsonl(DPO_DATA)[:8]),
     }

@@ -31,7 +31,7 @@ def tiny_overrides(model: Path, data: Path) -> list[str]:
         "base_model": model,
         "chat_template": "llama3",  # Axolotl's Llama-3 template, as the OpenBioLLM recipes use
         "datasets.0.path": data,
-        "sequence_len": 512,
+        "sequence_len": 2048,  # the tiny tokenizer splits text finer than a real one
     }
     args = []
     for key, value in pairs.items():
