@@ -105,7 +105,7 @@ def model_record(base_model: str, root: Path, parent: dict[str, Any] | None) -> 
 
 
 def start(run_dir: Path, *, stage: str, recipe: Path, config: dict[str, Any], root: Path,
-          parent: dict[str, Any] | None, argv: list[str]) -> dict[str, Any]:
+          parent: dict[str, Any] | None, argv: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Write the opening manifest of a run and return it."""
     secrets = secret_values()
     manifest = {
@@ -116,6 +116,7 @@ def start(run_dir: Path, *, stage: str, recipe: Path, config: dict[str, Any], ro
         "error": None,
         "started_at": now(),
         "ended_at": None,
+        "duration_s": None,
         "parent": parent,
         "command": redact(argv, secrets),
         "recipe": {"path": str(recipe), "sha256": sha256_file(recipe)},
@@ -126,7 +127,7 @@ def start(run_dir: Path, *, stage: str, recipe: Path, config: dict[str, Any], ro
         "python": sys.version.split()[0],
         "packages": package_versions(),
         "host": hardware(),
-        "environment": {k: os.environ[k] for k in RECORDED_ENV if k in os.environ},
+        "environment": {k: env[k] for k in RECORDED_ENV if k in env},
         "outputs": {},
     }
     write_json_atomic(run_dir / MANIFEST, manifest)
@@ -136,11 +137,14 @@ def start(run_dir: Path, *, stage: str, recipe: Path, config: dict[str, Any], ro
 def finish(run_dir: Path, manifest: dict[str, Any], *, exit_code: int, error: dict[str, Any] | None,
            outputs: dict[str, str]) -> dict[str, Any]:
     """Complete the manifest with the end time, exit status and outputs, and write it last."""
+    ended_at = now()
+    elapsed = dt.datetime.fromisoformat(ended_at) - dt.datetime.fromisoformat(manifest["started_at"])
     manifest.update(
         status="succeeded" if exit_code == 0 else "failed",
         exit_code=exit_code,
         error=redact(error, secret_values()),
-        ended_at=now(),
+        ended_at=ended_at,
+        duration_s=round(elapsed.total_seconds()),
         outputs=outputs,
     )
     write_json_atomic(run_dir / MANIFEST, manifest)

@@ -148,11 +148,12 @@ def run_stage(request: StageRun) -> Path:
     run_dir.mkdir(parents=True, exist_ok=False)
     config_path = run_dir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    env = stage_env(config)
+    argv = [Path(sys.executable).name, "-m", "launch", *sys.argv[1:]]
     record = manifest.start(run_dir, stage=request.stage, recipe=request.recipe, config=config, root=request.root,
-                            parent=parent, argv=sys.argv)
+                            parent=parent, argv=argv, env=env)
     print(f"run {run_id}: {request.stage} from {request.recipe}, base model {config['base_model']}")
 
-    env = stage_env(config)
     outputs = {"config": "config.yaml"}
     for step in STAGE_STEPS[request.stage]:
         log_name = f"logs/{step}.log"

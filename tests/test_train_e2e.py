@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow
 
 FAKE_SECRETS = {"HF_TOKEN": "hf_fake_token_for_tests_0123456789", "WANDB_API_KEY": "fake-wandb-key-0123456789"}
 MANIFEST_KEYS = {
-    "run_id", "stage", "status", "exit_code", "error", "started_at", "ended_at", "parent", "command", "recipe",
-    "config", "code", "datasets", "base_model", "python", "packages", "host", "environment", "outputs",
+    "run_id", "stage", "status", "exit_code", "error", "started_at", "ended_at", "duration_s", "parent", "command",
+    "recipe", "config", "code", "datasets", "base_model", "python", "packages", "host", "environment", "outputs",
 }
 
 
@@ -59,7 +59,9 @@ def test_manifest_is_complete(runs, stage, small_data):
     record = manifest.read(runs[stage])
     assert set(record) >= MANIFEST_KEYS
     assert record["status"] == "succeeded" and record["exit_code"] == 0 and record["error"] is None
-    assert record["started_at"] <= record["ended_at"]
+    assert record["started_at"] <= record["ended_at"] and record["duration_s"] >= 0
+    assert record["command"][1:4] == ["-m", "launch", stage]
+    assert record["environment"]["HF_HUB_OFFLINE"] == "1" and record["environment"]["WANDB_MODE"] == "disabled"
     assert len(record["recipe"]["sha256"]) == 64 and record["recipe"]["path"].endswith(f"{stage}.yaml")
     assert record["config"]["output_dir"].endswith("adapter")
     assert record["config"]["adapter"] == "qlora" and record["config"].get("rl") == ("dpo" if stage == "dpo" else None)
