@@ -1,0 +1,1 @@
+"""Published dataset schemas -> the rows Axolotl reads, validated, with every dropped row kept and explained."""

@@ -1,0 +1,46 @@
+"""Turn published dataset schemas into the rows Axolotl reads.
+
+    python -m data_prep convert SOURCE INPUT... --out OUT.jsonl [--system TEXT | --no-system]
+
+INPUT is a .jsonl, .json or .parquet file, or hub:ORG/NAME@REVISION[:SPLIT].
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from data_prep.convert import DEFAULT_MAX_REJECT_RATE, convert
+from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
+from data_prep.sources import load_sources
+
+
+def main(argv: list[str] | None = None) -> None:
+    sources = load_sources()
+    listing = "\n".join(f"  {name:<14} {m.KIND}  {m.SUMMARY}" for name, m in sources.items())
+    parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    conv = commands.add_parser("convert", help="convert source files with one converter",
+                               formatter_class=argparse.RawDescriptionHelpFormatter,
+                               description=f"Convert source files into Axolotl rows.\n\nsources:\n{listing}")
+    conv.add_argument("source", choices=sources, metavar="SOURCE", help="one of: " + ", ".join(sources))
+    conv.add_argument("inputs", nargs="+", metavar="INPUT")
+    conv.add_argument("--out", type=Path, required=True, help="OUT.jsonl; rejects and manifest go beside it")
+    system = conv.add_mutually_exclusive_group()
+    system.add_argument("--system", default=OPENBIOLLM_SYSTEM_PROMPT,
+                        help="system prompt added to rows without one (default: OpenBioLLM's, from its card)")
+    system.add_argument("--no-system", dest="system", action="store_const", const=None,
+                        help="add no system prompt")
+    conv.add_argument("--max-reject-rate", type=float, default=DEFAULT_MAX_REJECT_RATE,
+                      help=f"fail when an input loses more than this share of rows (default {DEFAULT_MAX_REJECT_RATE})")
+    args = parser.parse_args(argv)
+
+    manifest = convert(sources[args.source], args.inputs, args.out, args.system, args.max_reject_rate)
+    out, rejects = manifest["output"], manifest["rejects"]
+    print(f"{args.source}: {out['rows']} rows -> {out['path']}; {rejects['rows']} rejected -> {rejects['path']}")
+    for reason, count in rejects["by_reason"].items():
+        print(f"  {count:>6}  {reason}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Convert source files with one converter: kept rows, every rejected row with its reason, a manifest.
+
+    python -m data_prep convert medmcqa dev.json --out data/build/medmcqa.jsonl
+
+Writes OUT.jsonl, OUT.rejects.jsonl and, last, OUT.manifest.json. For each input,
+rows in = kept + rejected. Re-running on the same inputs gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from data_prep.readers import HUB_PREFIX, RawRow, read_rows
+from data_prep.rows import Reject
+from launch.records import sha256_file, write_json_atomic
+
+DEFAULT_MAX_REJECT_RATE = 0.5
+
+
+def sidecar(out: Path, name: str) -> Path:
+    """``data/x.jsonl`` -> ``data/x.<name>`` (``rejects.jsonl``, ``manifest.json``)."""
+    return out.with_name(f"{out.name.removesuffix('.jsonl')}.{name}")
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write rows as JSONL to a temporary file beside ``path``, then rename it into place; return the count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
+                                     delete=False) as tmp:
+        for row in rows:
+            tmp.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    os.replace(tmp.name, path)
+    return count
+
+
+def reject_record(source: str, raw: RawRow, reason: str) -> dict[str, Any]:
+    """A rejects-file entry: where the row came from, why it was dropped, and the row itself."""
+    return {"source": source, "file": raw.file, "where": raw.where, "reason": reason, "raw": raw.record}
+
+
+def convert_input(module: ModuleType, spec: str, system: str | None) -> tuple[list[dict], list[dict], dict]:
+    """Kept entries ({"row", "origin"}), rejects and the input's record (hash, counts, facts) for one input."""
+    raws = list(read_rows(spec))
+    parsed = [raw.record for raw in raws if raw.error is None]
+    try:
+        facts = module.inspect(parsed) if hasattr(module, "inspect") else {}
+    except SystemExit as err:
+        raise SystemExit(f"{spec}: {err}") from err
+    kept, rejects = [], []
+    for raw in raws:
+        if raw.error is not None:
+            rejects.append(reject_record(module.NAME, raw, raw.error))
+            continue
+        try:
+            if not isinstance(raw.record, dict):
+                raise Reject(f"row is a JSON {type(raw.record).__name__}, not an object")
+            row = module.convert(raw.record, system, **facts)
+            kept.append({"row": row, "origin": {"source": module.NAME, "file": raw.file, "where": raw.where}})
+        except Reject as err:
+            rejects.append(reject_record(module.NAME, raw, str(err)))
+    record = {
+        "path": spec,
+        "sha256": None if spec.startswith(HUB_PREFIX) else sha256_file(Path(spec)),
+        "rows": len(raws),
+        "kept": len(kept),
+        "rejected": len(rejects),
+        "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items())),
+        "facts": facts,
+    }
+    assert record["rows"] == record["kept"] + record["rejected"], record
+    return kept, rejects, record
+
+
+def convert(module: ModuleType, inputs: list[str], out: Path, system: str | None,
+            max_reject_rate: float = DEFAULT_MAX_REJECT_RATE) -> dict[str, Any]:
+    """Convert every input with ``module``; write the output, the rejects and the manifest (last)."""
+    kept, rejects, records = [], [], []
+    for spec in inputs:
+        entries, dropped, record = convert_input(module, spec, system)
+        kept += [entry["row"] for entry in entries]
+        rejects += dropped
+        records.append(record)
+
+    rejects_path, manifest_path = sidecar(out, "rejects.jsonl"), sidecar(out, "manifest.json")
+    write_jsonl_atomic(rejects_path, rejects)
+    too_many = [r for r in records if r["rows"] and r["rejected"] / r["rows"] > max_reject_rate]
+    if too_many:
+        lines = [f"{r['path']}: {r['rejected']} of {r['rows']} rows rejected, most for "
+                 f"{max(r['rejected_by_reason'], key=r['rejected_by_reason'].get)!r}" for r in too_many]
+        raise SystemExit(f"{module.NAME}: more than {max_reject_rate:.0%} of rows rejected (is it the right "
+                         f"converter?); nothing written to {out}, rejects in {rejects_path}\n" + "\n".join(lines))
+
+    write_jsonl_atomic(out, kept)
+    manifest = {
+        "source": module.NAME,
+        "kind": module.KIND,
+        "system_prompt": system,
+        "inputs": records,
+        "output": {"path": str(out), "sha256": sha256_file(out), "rows": len(kept)},
+        "rejects": {"path": str(rejects_path), "sha256": sha256_file(rejects_path), "rows": len(rejects),
+                    "by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items()))},
+    }
+    write_json_atomic(manifest_path, manifest)
+    return manifest

@@ -1,0 +1,102 @@
+"""Read source rows from JSONL, JSON, Parquet, or a hub dataset at a pinned revision.
+
+Each row comes with where it was found (``line 12``, ``index 3``, ``key 21645374``) so a
+rejected row can be traced to its place. A JSONL line that is not JSON is a row with an error,
+not a crash.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HUB_PREFIX = "hub:"
+
+
+@dataclass
+class RawRow:
+    """One source row: its file, its place in the file, the parsed record, or why it could not be parsed."""
+
+    file: str
+    where: str
+    record: Any
+    error: str | None = None
+
+
+def parse_hub_spec(spec: str) -> tuple[str, str, str]:
+    """``hub:ORG/NAME@REVISION[:SPLIT]`` -> (name, revision, split). The revision is required."""
+    body = spec.removeprefix(HUB_PREFIX)
+    body, _, split = body.partition(":")
+    name, _, revision = body.partition("@")
+    if not name or not revision:
+        raise SystemExit(f"{spec}: hub datasets need a pinned revision, as hub:ORG/NAME@REVISION[:SPLIT]")
+    return name, revision, split or "train"
+
+
+def read_hub(spec: str) -> Iterator[RawRow]:
+    """Rows of a hub dataset at a pinned revision, through ``datasets.load_dataset``."""
+    from datasets import load_dataset
+
+    name, revision, split = parse_hub_spec(spec)
+    for index, record in enumerate(load_dataset(name, revision=revision, split=split)):
+        yield RawRow(spec, f"index {index}", record)
+
+
+def read_jsonl(path: Path) -> Iterator[RawRow]:
+    """Rows of a JSONL file; blank lines are skipped, malformed lines are rows with an error."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield RawRow(str(path), f"line {number}", json.loads(line))
+            except json.JSONDecodeError as err:
+                yield RawRow(str(path), f"line {number}", line.rstrip("\n"), f"malformed JSON: {err.msg}")
+
+
+def read_json(path: Path) -> Iterator[RawRow]:
+    """Rows of a JSON file: a list (by index) or an object of objects keyed by id (PubMedQA, by PMID).
+
+    A ``.json`` file holding one object per line (MedMCQA's original release) is read as JSONL.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        if err.msg == "Extra data":
+            yield from read_jsonl(path)
+            return
+        raise SystemExit(f"{path}: not a JSON file: {err}") from err
+    except UnicodeDecodeError as err:
+        raise SystemExit(f"{path}: not UTF-8 text: {err}") from err
+    if isinstance(data, list):
+        for index, record in enumerate(data):
+            yield RawRow(str(path), f"index {index}", record)
+    elif isinstance(data, dict) and all(isinstance(v, dict) for v in data.values()):
+        for key, record in data.items():
+            yield RawRow(str(path), f"key {key}", {"__key__": key, **record})
+    else:
+        raise SystemExit(f"{path}: expected a JSON list of rows or an object of rows keyed by id")
+
+
+def read_parquet(path: Path) -> Iterator[RawRow]:
+    """Rows of a Parquet file, by index."""
+    import pyarrow.parquet as pq
+
+    for index, record in enumerate(pq.read_table(path).to_pylist()):
+        yield RawRow(str(path), f"index {index}", record)
+
+
+def read_rows(spec: str) -> Iterator[RawRow]:
+    """Rows of one input: a local file by its suffix, or ``hub:ORG/NAME@REVISION[:SPLIT]``."""
+    if spec.startswith(HUB_PREFIX):
+        return read_hub(spec)
+    path = Path(spec)
+    if not path.is_file():
+        raise SystemExit(f"{spec}: no such file")
+    readers = {".jsonl": read_jsonl, ".json": read_json, ".parquet": read_parquet}
+    if path.suffix not in readers:
+        raise SystemExit(f"{spec}: unknown file type {path.suffix!r}; expected .jsonl, .json or .parquet")
+    return readers[path.suffix](path)
