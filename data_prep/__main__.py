@@ -1,6 +1,8 @@
 """Turn published dataset schemas into the rows Axolotl reads.
 
     python -m data_prep convert SOURCE INPUT... --out OUT.jsonl [--system TEXT | --no-system]
+    python -m data_prep decontaminate INPUT.jsonl --benchmarks DIR --out CLEAN.jsonl
+    python -m data_prep build MIXTURE.yaml --out DIR [--tokenizer MODEL_DIR]
 
 INPUT is a .jsonl, .json or .parquet file, or hub:ORG/NAME@REVISION[:SPLIT].
 """
@@ -10,9 +12,31 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from data_prep import decontaminate
+from data_prep.build import build
 from data_prep.convert import DEFAULT_MAX_REJECT_RATE, convert
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
+
+
+def run_convert(args: argparse.Namespace) -> None:
+    manifest = convert(load_sources()[args.source], args.inputs, args.out, args.system, args.max_reject_rate)
+    out, rejects = manifest["output"], manifest["rejects"]
+    print(f"{args.source}: {out['rows']} rows -> {out['path']}; {rejects['rows']} rejected -> {rejects['path']}")
+    for reason, count in rejects["by_reason"].items():
+        print(f"  {count:>6}  {reason}")
+
+
+def run_build(args: argparse.Namespace) -> None:
+    manifest = build(args.mixture, args.out, args.tokenizer)
+    for kind, record in manifest["kinds"].items():
+        print(f"{kind}: " + ", ".join(f"{name} {o['rows']}" for name, o in record["outputs"].items()))
+        tokens = record.get("tokens", {})
+        if tokens.get("over_sequence_len"):
+            print(f"  warning: {tokens['over_sequence_len']} rows are longer than sequence_len "
+                  f"{tokens['sequence_len']} tokens; Axolotl will drop them")
+    rejects = manifest["rejects"]
+    print(f"left out: {rejects['rows']} rows {rejects['by_stage']} -> {args.out / 'rejects.jsonl'}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     listing = "\n".join(f"  {name:<14} {m.KIND}  {m.SUMMARY}" for name, m in sources.items())
     parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+
     conv = commands.add_parser("convert", help="convert source files with one converter",
                                formatter_class=argparse.RawDescriptionHelpFormatter,
                                description=f"Convert source files into Axolotl rows.\n\nsources:\n{listing}")
@@ -33,13 +58,22 @@ def main(argv: list[str] | None = None) -> None:
                         help="add no system prompt")
     conv.add_argument("--max-reject-rate", type=float, default=DEFAULT_MAX_REJECT_RATE,
                       help=f"fail when an input loses more than this share of rows (default {DEFAULT_MAX_REJECT_RATE})")
-    args = parser.parse_args(argv)
+    conv.set_defaults(run=run_convert)
 
-    manifest = convert(sources[args.source], args.inputs, args.out, args.system, args.max_reject_rate)
-    out, rejects = manifest["output"], manifest["rejects"]
-    print(f"{args.source}: {out['rows']} rows -> {out['path']}; {rejects['rows']} rejected -> {rejects['path']}")
-    for reason, count in rejects["by_reason"].items():
-        print(f"  {count:>6}  {reason}")
+    decon = commands.add_parser("decontaminate", help="drop rows that overlap the evaluation benchmarks",
+                                description=decontaminate.__doc__.splitlines()[0])
+    decontaminate.add_arguments(decon)
+    decon.set_defaults(run=decontaminate.run)
+
+    mix = commands.add_parser("build", help="build a mixture: convert, cap, dedup, decontaminate, split")
+    mix.add_argument("mixture", type=Path, metavar="MIXTURE.yaml", help="e.g. data_prep/mixtures/default-v1.yaml")
+    mix.add_argument("--out", type=Path, required=True, metavar="DIR")
+    mix.add_argument("--tokenizer", type=Path,
+                     help="model folder whose tokenizer measures row lengths (default: the mixture's)")
+    mix.set_defaults(run=run_build)
+
+    args = parser.parse_args(argv)
+    args.run(args)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,10 @@ def dataset_records(config: dict[str, Any], root: Path) -> list[dict[str, Any]]:
             record = {"role": key, "path": str(ds["path"]), "type": ds.get("type")}
             if path.is_file():
                 record.update(sha256=sha256_file(path), rows=count_rows(path))
+                built_by = path.parent / MANIFEST  # a data_prep build folder records how the file was made
+                if built_by.is_file():
+                    record["data_manifest"] = {"path": str(Path(ds["path"]).parent / MANIFEST),
+                                               "sha256": sha256_file(built_by)}
             elif path.is_dir():
                 record.update(sha256_tree=sha256_tree(path))
             else:

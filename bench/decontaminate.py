@@ -1,0 +1,157 @@
+"""Time benchmark decontamination against a plain per-row 13-gram set check, on synthetic data.
+
+    .venv/bin/python bench/decontaminate.py --rows 100000
+
+Writes a benchmark folder with the nine tasks' real item counts (synthetic text of realistic
+lengths and boilerplate) and N chat rows, 1% of them copies of a benchmark item or of its question,
+then times (a) BenchmarkIndex.from_folder + decontaminate_rows and (b) the baseline: one set of all
+benchmark 13-grams, and per row the set of its 13-grams intersected with it. Both use the same
+normalisation; each runs with the other's data structures freed. Index building and the per-row
+check are timed apart and together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from data_prep.decontaminate import TASKS, BenchmarkIndex, decontaminate_rows, ngrams, row_text, words
+
+ITEMS = {"medmcqa": 4183, "medqa_4options": 1273, "pubmedqa": 500, "mmlu_anatomy": 135,
+         "mmlu_clinical_knowledge": 265, "mmlu_college_biology": 144, "mmlu_college_medicine": 173,
+         "mmlu_medical_genetics": 100, "mmlu_professional_medicine": 272}
+FUNCTION_WORDS = ("the of and in a to with is was for or on by at as an from that which be are patient "
+                  "most following after before this his her no not were than during per")
+MEDICAL_WORDS = ("fever cough dyspnea chest pain abdominal nausea vomiting diarrhea headache fatigue rash edema "
+                 "hypertension diabetes asthma pneumonia sepsis anemia cirrhosis hepatitis nephritis stroke "
+                 "infarction arrhythmia thyroid insulin metformin aspirin heparin warfarin amoxicillin vancomycin "
+                 "biopsy serum creatinine sodium potassium platelet leukocyte lymphocyte neutrophil antibody "
+                 "receptor enzyme kinase gene mutation chromosome artery vein nerve muscle ligament cortex "
+                 "x-ray beta-blocker patient's mg/dL non-small-cell T-cell follow-up well-defined")
+GENERIC_STEMS = ("Which of the following is the most likely diagnosis?",
+                 "Which of the following is the most appropriate next step in management?",
+                 "Which of the following is the most likely cause of this patient's condition?",
+                 "Which of the following is the best initial test?")
+VITALS = "Temperature is 37°C (98.6°F), pulse is 80/min, and blood pressure is 120/80 mm Hg."
+
+
+def writer(rng: random.Random):
+    """``text(low, high)``: a sentence of low..high Zipf-drawn words; ``terms=True``: content words only."""
+    syllables = ["ba", "ce", "di", "fo", "gu", "ha", "ki", "lo", "me", "nu", "pa", "ri", "so", "ta", "vi", "xo"]
+    made_up = sorted({"".join(rng.choices(syllables, k=rng.randint(2, 5))) for _ in range(30000)})
+    vocab = FUNCTION_WORDS.split() + MEDICAL_WORDS.split() + made_up
+    content = vocab[len(FUNCTION_WORDS.split()):]
+    cumulative, total = [], 0.0
+    for rank in range(len(vocab)):
+        total += 1 / (rank + 1) ** 0.9
+        cumulative.append(total)
+
+    def text(low: int, high: int, terms: bool = False) -> str:
+        count = rng.randint(low, high)
+        out = rng.choices(content, k=count) if terms else rng.choices(vocab, cum_weights=cumulative, k=count)
+        return " ".join(out).capitalize() + "."
+    return text
+
+
+def vignette(rng: random.Random, text, low: int, high: int) -> str:
+    """A case: MedQA's opening and vital-sign boilerplate around made-up findings, then a generic stem."""
+    return (f"A {rng.randint(18, 85)}-year-old {rng.choice(['man', 'woman'])} comes to the physician because of "
+            f"{text(low, high)} {VITALS if rng.random() < 0.5 else ''} {text(low, high)} {rng.choice(GENERIC_STEMS)}")
+
+
+def benchmark_item(task: str, number: int, rng: random.Random, text) -> dict:
+    """One item: id, text (context, question, options) and question, with the task's typical lengths."""
+    options = "\n".join(f"{letter}. {text(1, 4, terms=True)}" for letter in "ABCD")
+    if task == "pubmedqa":
+        question = text(6, 16)[:-1] + "?"
+        return {"id": str(number), "question": question,
+                "text": f"Abstract: {text(150, 300)} {text(20, 60)}\nQuestion: {question}\nAnswer:"}
+    if task in ("medqa_4options", "mmlu_professional_medicine"):
+        question = vignette(rng, text, 40, 100)
+    else:
+        question = text(6, 30)[:-1] + "?"
+    return {"id": f"{task}-{number}", "question": question, "text": f"{question}\n{options}"}
+
+
+def training_row(rng: random.Random, text, items: list[dict]) -> tuple[dict, bool]:
+    """A chat row: a case MCQ or a free question, and an explanation; 1% copy a benchmark item or its question."""
+    planted = rng.random() < 0.01
+    if planted:
+        item = rng.choice(items)
+        user = item["text"] if rng.random() < 0.5 else f"Please explain: {item['question']}"
+    elif rng.random() < 0.5:
+        options = "\n".join(f"{letter}. {text(1, 4, terms=True)}" for letter in "ABCD")
+        user = f"{vignette(rng, text, 20, 70)}\n{options}"
+    else:
+        user = text(8, 40)
+    return {"messages": [{"role": "user", "content": user},
+                         {"role": "assistant", "content": text(40, 200)}]}, planted
+
+
+def baseline_set(folder: Path, n: int = 13) -> set[tuple[bytes, ...]]:
+    """The baseline's index: one set of every benchmark 13-gram."""
+    bench: set[tuple[bytes, ...]] = set()
+    for task in TASKS:
+        for line in (folder / f"{task}.jsonl").read_text(encoding="utf-8").splitlines():
+            bench.update(ngrams(words(json.loads(line)["text"]), n))
+    return bench
+
+
+def baseline_check(rows: list[dict], bench: set[tuple[bytes, ...]], n: int = 13) -> list[bool]:
+    """The baseline's check: per row, the set of its 13-grams intersected with the benchmark set."""
+    return [bool(set(ngrams(words(row_text(row)), n)) & bench) for row in rows]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    text = writer(rng)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, items = Path(tmp), []
+        for task in TASKS:
+            task_items = [benchmark_item(task, number, rng, text) for number in range(ITEMS[task])]
+            (folder / f"{task}.jsonl").write_text("".join(json.dumps(i) + "\n" for i in task_items), encoding="utf-8")
+            items += task_items
+        rows, planted = zip(*(training_row(rng, text, items) for _ in range(args.rows)), strict=True)
+        rows = list(rows)
+        words_total = sum(len(row_text(row).split()) for row in rows)
+        print(f"{sum(ITEMS.values())} benchmark items; {args.rows} rows, {words_total / args.rows:.0f} words "
+              f"a row; {sum(planted)} planted copies")
+
+        gc.collect()
+        start = time.perf_counter()
+        index = BenchmarkIndex.from_folder(folder)
+        built = time.perf_counter()
+        _, contaminated = decontaminate_rows(rows, index)
+        done = time.perf_counter()
+        ours = {record["position"] for record in contaminated}
+        del index, contaminated
+        gc.collect()
+        base_start = time.perf_counter()
+        bench = baseline_set(folder)
+        base_built = time.perf_counter()
+        base = {position for position, hit in enumerate(baseline_check(rows, bench)) if hit}
+        base_done = time.perf_counter()
+
+    hits = {position for position, hit in enumerate(planted) if hit}
+    for name, found, (t0, t1, t2) in (("ours", ours, (start, built, done)),
+                                      ("baseline", base, (base_start, base_built, base_done))):
+        print(f"{name:<9} index {t1 - t0:5.2f} s, check {t2 - t1:6.2f} s = {args.rows / (t2 - t1):6.0f} rows/s; "
+              f"end to end {t2 - t0:6.2f} s = {args.rows / (t2 - t0):6.0f} rows/s; planted found "
+              f"{len(found & hits)}/{len(hits)}, other rows flagged {len(found - hits)}")
+    print(f"ours / baseline, rows per second: check {(base_done - base_built) / (done - built):.2f}, "
+          f"end to end {(base_done - base_start) / (done - start):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Build a training mixture: convert every source, cap, deduplicate, decontaminate, split, and record it all.
+
+    python -m data_prep build data_prep/mixtures/default-v1.yaml --out data/build/default-v1
+
+Writes DIR/sft.jsonl, DIR/sft.validation.jsonl, DIR/dpo.jsonl, DIR/dpo.validation.jsonl,
+DIR/rejects.jsonl (every row left out, with its stage and reason) and, last, DIR/manifest.json.
+For every source: rows = kept + rejected + over cap + duplicate + contaminated.
+"""
+
+from __future__ import annotations
+
+import difflib
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data_prep.convert import convert_input, write_jsonl_atomic
+from data_prep.decontaminate import BenchmarkIndex, decontaminate_rows
+from data_prep.dedup import NEAR_THRESHOLD, dedup
+from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
+from data_prep.sources import load_sources
+from data_prep.text import row_text
+from data_prep.tokens import token_stats
+from launch.records import sha256_file, write_json_atomic
+
+MIXTURE_KEYS = {"name", "version", "seed", "system_prompt", "validation_fraction", "max_reject_rate",
+                "near_duplicate_threshold", "decontaminate", "tokenizer", "sequence_len", "sft", "dpo"}
+ENTRY_KEYS = {"source", "inputs", "max_rows"}
+DECONTAMINATE_KEYS = {"benchmarks", "ngram", "min_question_words", "max_item_frequency"}
+KINDS = ("sft", "dpo")
+
+
+def check_keys(found: dict[str, Any], allowed: set[str], where: str) -> None:
+    """Refuse unknown keys, suggesting the nearest allowed one."""
+    for key in found:
+        if key not in allowed:
+            near = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise SystemExit(f"{where}: unknown key {key!r}{hint}")
+
+
+def load_mixture(path: Path) -> dict[str, Any]:
+    """A mixture YAML, its keys checked."""
+    with open(path, encoding="utf-8") as handle:
+        mixture = yaml.safe_load(handle)
+    check_keys(mixture, MIXTURE_KEYS, str(path))
+    check_keys(mixture.get("decontaminate") or {}, DECONTAMINATE_KEYS, f"{path}: decontaminate")
+    for kind in KINDS:
+        for number, entry in enumerate(mixture.get(kind) or [], start=1):
+            check_keys(entry, ENTRY_KEYS, f"{path}: {kind} entry {number}")
+    return mixture
+
+
+def system_prompt(mixture: dict[str, Any]) -> str | None:
+    """``openbiollm`` (the default) means the model card's prompt; null means none; anything else is the text."""
+    value = mixture.get("system_prompt", "openbiollm")
+    return OPENBIOLLM_SYSTEM_PROMPT if value == "openbiollm" else value
+
+
+def removed(entry: dict[str, Any], kind: str, stage: str, reason: str, **extra: Any) -> dict[str, Any]:
+    """A rejects-file entry for a converted row left out after conversion."""
+    return {"kind": kind, "stage": stage, "reason": reason, **entry["origin"], **extra, "row": entry["row"]}
+
+
+def gather(kind: str, entries: list[dict[str, Any]], mixture: dict[str, Any]) -> tuple[list, list, list]:
+    """Convert and cap every source of one kind: kept entries, left-out records, per-source records."""
+    sources, system = load_sources(), system_prompt(mixture)
+    rng = random.Random(mixture.get("seed", 0))
+    kept, left_out, records = [], [], []
+    for number, spec in enumerate(entries):
+        module = sources[spec["source"]]
+        if kind != module.KIND:
+            raise SystemExit(f"{spec['source']} gives {module.KIND} rows; it cannot go under {kind}")
+        inputs, converted = [], []
+        for path in spec["inputs"]:
+            rows, rejects, record = convert_input(module, str(path), system)
+            for entry in rows:
+                entry["origin"]["entry"] = number
+            converted += rows
+            left_out += [{"kind": kind, "stage": "convert", **r} for r in rejects]
+            inputs.append(record)
+        cap = spec.get("max_rows")
+        if cap is not None and len(converted) > cap:
+            chosen = set(rng.sample(range(len(converted)), cap))
+            left_out += [removed(e, kind, "cap", f"over max_rows {cap}") for i, e in enumerate(converted)
+                         if i not in chosen]
+            converted = [e for i, e in enumerate(converted) if i in chosen]
+        kept += converted
+        records.append({"source": spec["source"], "entry": number, "inputs": inputs})
+    return kept, left_out, records
+
+
+def split(entries: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """A seeded shuffle, then the first ``fraction`` as validation."""
+    order = list(entries)
+    random.Random(seed).shuffle(order)
+    cut = round(len(order) * fraction)
+    return order[cut:], order[:cut]
+
+
+def build(mixture_path: Path, out: Path, tokenizer: Path | None = None) -> dict[str, Any]:
+    """Build every kind of the mixture into ``out`` and return the manifest.
+
+    With a tokenizer (the mixture's ``tokenizer``, or this argument), the manifest gives token-length
+    percentiles and how many rows exceed the mixture's ``sequence_len``.
+    """
+    mixture = load_mixture(mixture_path)
+    tokenizer = tokenizer or (Path(mixture["tokenizer"]) if mixture.get("tokenizer") else None)
+    settings = mixture.get("decontaminate") or {}
+    index = None
+    if settings:
+        index = BenchmarkIndex.from_folder(Path(settings["benchmarks"]), n=settings.get("ngram", 13),
+                                           min_question_words=settings.get("min_question_words", 8),
+                                           max_item_frequency=settings.get("max_item_frequency", 5))
+    manifest: dict[str, Any] = {"mixture": {"path": str(mixture_path), "sha256": sha256_file(mixture_path),
+                                            "name": mixture.get("name"), "version": mixture.get("version")},
+                                "system_prompt": system_prompt(mixture), "kinds": {}}
+    all_left_out = []
+    for kind in KINDS:
+        if not mixture.get(kind):
+            continue
+        entries, left_out, sources = gather(kind, mixture[kind], mixture)
+        entries, duplicates = dedup(entries, mixture.get("near_duplicate_threshold", NEAR_THRESHOLD))
+        left_out += [removed(d, kind, "dedup", d["reason"], duplicate_of=d["duplicate_of"]) for d in duplicates]
+        if index is not None:
+            entries, hits = decontaminate_rows(entries, index, text_of=lambda e: row_text(e["row"]))
+            left_out += [removed(h["row"], kind, "decontaminate", f"overlaps {h['task']} item {h['item_id']}",
+                                 overlap=h["overlap"]) for h in hits]
+        train, validation = split(entries, mixture.get("validation_fraction", 0.0), mixture.get("seed", 0))
+        outputs = {}
+        for name, part in ((f"{kind}.jsonl", train), (f"{kind}.validation.jsonl", validation)):
+            write_jsonl_atomic(out / name, [e["row"] for e in part])
+            outputs[name] = {"sha256": sha256_file(out / name), "rows": len(part)}
+        manifest["kinds"][kind] = {"sources": count_sources(sources, entries, left_out), "outputs": outputs}
+        if tokenizer is not None:
+            rows = [e["row"] for e in entries]
+            manifest["kinds"][kind]["tokens"] = token_stats(rows, tokenizer, mixture.get("sequence_len"))
+        all_left_out += left_out
+
+    write_jsonl_atomic(out / "rejects.jsonl", all_left_out)
+    manifest["rejects"] = {"sha256": sha256_file(out / "rejects.jsonl"), "rows": len(all_left_out),
+                           "by_stage": dict(sorted(Counter(r["stage"] for r in all_left_out).items()))}
+    if index is not None:
+        manifest["benchmarks"] = {"path": str(settings["benchmarks"]), "keys": len(index.keys),
+                                  "files": [{"task": task, "sha256": sha256_file(path)}
+                                            for task, path in index.files.items()]}
+    write_json_atomic(out / "manifest.json", manifest)
+    return manifest
+
+
+def count_sources(sources: list[dict], kept: list[dict], left_out: list[dict]) -> list[dict]:
+    """Per source entry: rows in, and where each went; the counts must add up."""
+    kept_by_entry = Counter(e["origin"]["entry"] for e in kept)
+    for record in sources:
+        entry = record["entry"]
+        mine = [r for r in left_out if r.get("entry") == entry]  # after conversion: cap, dedup, decontaminate
+        record["rows"] = sum(i["rows"] for i in record["inputs"])
+        record["kept"] = kept_by_entry[entry]
+        record["left_out"] = dict(sorted(Counter(r["stage"] for r in mine).items()))
+        record["rejected"] = sum(i["rejected"] for i in record["inputs"])
+        accounted = record["kept"] + record["rejected"] + sum(record["left_out"].values())
+        if accounted != record["rows"]:
+            raise AssertionError(f"source {record['source']} (entry {entry}): {record['rows']} rows in, "
+                                 f"{accounted} accounted for")
+    return sources

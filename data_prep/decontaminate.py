@@ -1,0 +1,406 @@
+"""Drop training rows that share text with an evaluation benchmark item.
+
+    python -m data_prep decontaminate INPUT.jsonl --benchmarks DIR --out CLEAN.jsonl
+
+DIR holds one ``<task>.jsonl`` per benchmark (see docs/decontamination.md). A row is
+contaminated when its normalised text contains a 13-gram of a benchmark item, or a whole
+benchmark question of 8-12 words. Generic text never matches: a question that more than
+``max_item_frequency`` items have ("Which of the following is the most likely diagnosis?"),
+or a 13-gram holding a 7-word phrase that many items have. The benchmarks are indexed once;
+each row then costs one pass over its own words, never a comparison with other rows.
+
+Writes CLEAN.jsonl, CLEAN.contaminated.jsonl (each removed row with the task, item id and
+overlap that matched) and, last, CLEAN.manifest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data_prep.convert import sidecar, write_jsonl_atomic
+from data_prep.readers import read_jsonl
+from launch.records import sha256_file, write_json_atomic
+
+TASKS = (
+    "medmcqa",
+    "medqa_4options",
+    "pubmedqa",
+    "mmlu_anatomy",
+    "mmlu_clinical_knowledge",
+    "mmlu_college_biology",
+    "mmlu_college_medicine",
+    "mmlu_medical_genetics",
+    "mmlu_professional_medicine",
+)
+DEFAULT_N = 13  # as lm-evaluation-harness
+DEFAULT_MIN_QUESTION_WORDS = 8
+DEFAULT_MAX_ITEM_FREQUENCY = 5
+DEFAULT_THRESHOLD = 1
+
+Key = tuple[bytes, ...]  # words are UTF-8 bytes: CPython splits and hashes bytes faster than str
+Item = tuple[str, Any]  # (task, item id)
+
+# Everything that is not a letter, digit or whitespace is punctuation here (symbols and "_" included).
+_ASCII_NON_WORD = bytes(c for c in range(128) if not chr(c).isalnum() and not chr(c).isspace())
+_ASCII_SPACES = bytes(c for c in range(128) if chr(c).isspace())  # str.split() splits on \x1c-\x1f too
+_UPPER, _LOWER = bytes(range(65, 91)), bytes(range(97, 123))
+_LOWER_REMOVE = bytes.maketrans(_UPPER + _ASCII_SPACES, _LOWER + b" " * len(_ASCII_SPACES))
+_LOWER_SPACE = bytes.maketrans(_UPPER + _ASCII_SPACES + _ASCII_NON_WORD,
+                               _LOWER + b" " * (len(_ASCII_SPACES) + len(_ASCII_NON_WORD)))
+_NON_WORD = re.compile(r"[^\w\s]|_")
+
+
+def words(text: str, punctuation: str = "") -> list[bytes]:
+    """The normalised words of ``text`` (NFKC, lowercase, punctuation replaced by ``punctuation``), as UTF-8.
+
+    ASCII letters and punctuation are handled on the bytes in one translate (a regex or str.translate
+    over the whole text is several times slower); only words holding other characters are decoded,
+    lowercased and cleaned one by one.
+    """
+    if text.isascii():  # already NFKC
+        encoded = text.encode("ascii")
+    else:
+        encoded = unicodedata.normalize("NFKC", text).encode("utf-8", "surrogatepass")
+    if punctuation:
+        tokens = encoded.translate(_LOWER_SPACE).split()
+    else:
+        tokens = encoded.translate(_LOWER_REMOVE, _ASCII_NON_WORD).split()
+    if encoded.isascii():
+        return tokens
+    for at in reversed([at for at, token in enumerate(tokens) if not token.isascii()]):
+        word = tokens[at].decode("utf-8", "surrogatepass").lower()
+        cleaned = [word] if word.isalnum() else _NON_WORD.sub(punctuation, word).split()
+        tokens[at:at + 1] = [part.encode("utf-8", "surrogatepass") for part in cleaned]
+    return tokens
+
+
+def normalize(text: str) -> str:
+    """Lowercase, Unicode NFKC, punctuation removed, whitespace collapsed to single spaces."""
+    return b" ".join(words(text)).decode("utf-8", "surrogatepass")
+
+
+def ngrams(tokens: list[bytes], n: int) -> Iterable[Key]:
+    """Every run of ``n`` consecutive tokens."""
+    return zip(*(tokens[i:] for i in range(n)), strict=False)
+
+
+def item_words(texts: list[str], whole: range) -> list[list[bytes]]:
+    """The word lists of an item's texts, with punctuation removed and, where that differs, turned into spaces.
+
+    A list found inside an earlier one adds no n-gram and is left out, unless it is a whole key (its
+    length is in ``whole``).
+    """
+    lists: list[list[bytes]] = []
+    spaced: list[bytes] = []
+    for text in texts:
+        removed, spaces = words(text), words(text, " ")
+        for tokens in (removed,) if spaces == removed else (removed, spaces):
+            joined = b" " + b" ".join(tokens) + b" "
+            if len(tokens) in whole or not any(joined in earlier for earlier in spaced):
+                lists.append(tokens)
+                spaced.append(joined)
+    return lists
+
+
+def occurrences(tokens: list[bytes], word: bytes) -> list[int]:
+    """Every position of ``word`` in ``tokens``."""
+    found = [tokens.index(word)]
+    if tokens.count(word) > 1:
+        found += [at for at in range(found[0] + 1, len(tokens)) if tokens[at] == word]
+    return found
+
+
+@dataclass(frozen=True)
+class Match:
+    """The benchmark item a text overlaps: its task and id, the first shared key's text, how many keys it shares."""
+
+    task: str
+    item_id: Any
+    overlap: str
+    matches: int
+
+
+class BenchmarkIndex:
+    """The specific keys of the benchmark items, built once; ``match`` looks a text's own n-grams up in it.
+
+    An item's keys are the n-grams of its text and of its question, and its whole question (or text)
+    when that has ``min_question_words`` to n - 1 words. Texts are indexed with punctuation removed and,
+    again, with punctuation turned into spaces, so "45-year-old" matches "45yearold" and "45 year old".
+    Generic keys never match: a whole question that more than ``max_item_frequency`` items have, and an
+    n-gram that contains a generic phrase, a run of k = (n + 1) // 2 words that more than
+    ``max_item_frequency`` items have (so also every n-gram that more than that many items have).
+    """
+
+    def __init__(self, items: Iterable[tuple[str, Any, list[str]]], n: int = DEFAULT_N,
+                 min_question_words: int = DEFAULT_MIN_QUESTION_WORDS,
+                 max_item_frequency: int = DEFAULT_MAX_ITEM_FREQUENCY) -> None:
+        if n < 1 or min_question_words < 1 or max_item_frequency < 1:
+            raise ValueError("n, min_question_words and max_item_frequency must be at least 1")
+        self.n, self.min_question_words, self.max_item_frequency = n, min_question_words, max_item_frequency
+        # A shared n-gram contains one of a row's anchors, its k-grams at positions 0, stride, 2 * stride,
+        # ... (k + stride = n + 1): a row looks up only those, and checks the n-grams around any it finds.
+        # The benchmarks' k-grams are also the phrases that can be generic.
+        self.anchor = (n + 1) // 2
+        self.stride = n - self.anchor + 1
+        self.anchors: Counter[Key] = Counter()  # every k-gram of the benchmarks -> how many items have it
+        self.generic: set[Key] = set()  # the k-grams that more than max_item_frequency items have
+        self.keys: dict[Key, Item] = {}  # every n-gram and whole question -> the first item that has it
+        self.triggers: dict[bytes, list[tuple[int, Key]]] = {}  # a whole question's rarest word -> (where, key)
+        self.trigger_words: frozenset[bytes] = frozenset()
+        self.questions = 0  # how many whole questions are keys
+        self.order: dict[Item, int] = {}  # every item -> its place in the benchmarks
+        self.files: dict[str, Path] = {}  # the benchmark files, when built by from_folder
+        # Millions of small tuples and no reference cycles: the cyclic garbage collector would rescan the
+        # growing index again and again (it doubles the build time). It is paused while building, then
+        # one young-generation pass marks the new tuples as never needing a scan again, here rather
+        # than at some later allocation in the middle of checking rows.
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            self.build(items)
+            gc.collect(0)
+        finally:
+            if paused:
+                gc.enable()
+
+    def build(self, items: Iterable[tuple[str, Any, list[str]]]) -> None:
+        """Index every item's keys, count the items each k-gram is in, and set the generic ones aside."""
+        n, min_question_words, max_item_frequency = self.n, self.min_question_words, self.max_item_frequency
+        word_counts: Counter[bytes] = Counter()
+        tokenized: list[tuple[Item, list[list[bytes]]]] = []
+        for task, item_id, texts in items:
+            item = (task, item_id)
+            if item in self.order:
+                raise ValueError(f"{task}: item id {item_id!r} appears twice")
+            self.order[item] = len(self.order)
+            lists = item_words(texts, range(min_question_words, n))
+            phrases: set[Key] = set()
+            for tokens in lists:
+                phrases.update(ngrams(tokens, self.anchor))
+            self.anchors.update(phrases)
+            word_counts.update(lists[0])
+            tokenized.append((item, lists))
+        self.generic = set(itertools.compress(self.anchors, map(max_item_frequency.__lt__, self.anchors.values())))
+        for phrase in self.generic:  # no specific key contains one, so no row needs to look one up
+            del self.anchors[phrase]
+
+        whole: dict[Key, list[Item]] = {}
+        for item, lists in reversed(tokenized):  # so that the first item having a key is the one kept
+            for tokens in lists:
+                if len(tokens) >= n:
+                    self.keys.update(dict.fromkeys(ngrams(tokens, n), item))
+                elif len(tokens) >= min_question_words:
+                    whole.setdefault(tuple(tokens), []).append(item)
+        # Whole questions are looked up through their rarest word.
+        for key, owners in sorted(whole.items()):
+            if len(set(owners)) <= max_item_frequency:
+                self.keys[key] = owners[-1]
+                offset = min(range(len(key)), key=lambda at: (word_counts[key[at]], key[at]))
+                self.triggers.setdefault(key[offset], []).append((offset, key))
+        self.trigger_words = frozenset(self.triggers)
+        self.questions = sum(len(keys) for keys in self.triggers.values())
+
+    def specific(self, key: Key) -> bool:
+        """Whether the n-gram ``key`` contains no generic phrase."""
+        return all(key[at:at + self.anchor] not in self.generic for at in range(len(key) - self.anchor + 1))
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, n: int = DEFAULT_N,
+                    min_question_words: int = DEFAULT_MIN_QUESTION_WORDS,
+                    max_item_frequency: int = DEFAULT_MAX_ITEM_FREQUENCY,
+                    tasks: Iterable[str] = TASKS, require_all: bool = True) -> BenchmarkIndex:
+        """Index ``<task>.jsonl`` files (objects with ``id``, ``text``, ``question``) in ``folder``."""
+        files = {task: Path(folder) / f"{task}.jsonl" for task in tasks}
+        missing = [task for task, path in files.items() if not path.is_file()]
+        if missing and require_all:
+            raise FileNotFoundError(f"{folder}: no benchmark file for {', '.join(missing)}")
+        files = {task: path for task, path in files.items() if task not in missing}
+        index = cls(read_benchmark_items(files), n, min_question_words, max_item_frequency)
+        index.files = files
+        return index
+
+    def items_by_task(self) -> dict[str, int]:
+        """How many items each task brought to the index."""
+        return dict(Counter(task for task, _ in self.order))
+
+    def shared_keys(self, tokens: list[bytes]) -> dict[Key, int]:
+        """Every index key found in ``tokens``, with the token position where it first occurs."""
+        found: dict[Key, int] = {}
+        n, anchor, stride = self.n, self.anchor, self.stride
+        if len(tokens) >= n and not self.anchors.keys().isdisjoint(self.anchor_windows(tokens)):
+            for step, window in enumerate(self.anchor_windows(tokens)):
+                if window in self.anchors:
+                    at = step * stride
+                    for start in range(max(0, at - n + anchor), min(at, len(tokens) - n) + 1):
+                        key = tuple(tokens[start:start + n])
+                        if key in self.keys and self.specific(key):
+                            found.setdefault(key, start)
+        if self.triggers and len(tokens) >= self.min_question_words:
+            present = set(tokens)
+            for word in present & self.trigger_words:
+                for offset, key in self.triggers[word]:
+                    if present.issuperset(key):
+                        for at in occurrences(tokens, word):
+                            if at >= offset and tuple(tokens[at - offset:at - offset + len(key)]) == key:
+                                found.setdefault(key, at - offset)
+        return found
+
+    def anchor_windows(self, tokens: list[bytes]) -> Iterable[Key]:
+        """The k-grams of ``tokens`` at positions 0, stride, 2 * stride, ..."""
+        return zip(*(tokens[i::self.stride] for i in range(self.anchor)), strict=False)
+
+    def match(self, text: str, threshold: int = DEFAULT_THRESHOLD) -> Match | None:
+        """The benchmark item ``text`` overlaps, when it shares at least ``threshold`` keys with the benchmarks.
+
+        The item is the one that most of the shared keys come from (a key several items have counts for
+        the first of them), and the overlap shown is the first of its keys in ``text``.
+        """
+        found = self.shared_keys(words(text))
+        if not found or len(found) < threshold:
+            return None
+        counts = Counter(self.keys[key] for key in found)
+        first: dict[Item, tuple[int, Key]] = {}
+        for key, at in found.items():
+            item = self.keys[key]
+            if item not in first or at < first[item][0]:
+                first[item] = (at, key)
+        best = min(counts, key=lambda item: (-counts[item], first[item][0], self.order[item]))
+        overlap = b" ".join(first[best][1]).decode("utf-8", "surrogatepass")
+        return Match(best[0], best[1], overlap, len(found))
+
+
+def read_benchmark_items(files: dict[str, Path]) -> Iterable[tuple[str, Any, list[str]]]:
+    """(task, id, [text, question]) for every line of every benchmark file; a bad line stops the run."""
+    for task, path in files.items():
+        for raw in read_jsonl(path):
+            if raw.error is not None:
+                raise ValueError(f"{path} {raw.where}: {raw.error}")
+            record = raw.record
+            if not isinstance(record, dict):
+                raise ValueError(f"{path} {raw.where}: a JSON {type(record).__name__}, not an object")
+            for field in ("id", "text", "question"):
+                if field not in record:
+                    raise ValueError(f"{path} {raw.where}: missing field {field!r}")
+            if not isinstance(record["id"], str | int) or isinstance(record["id"], bool):
+                raise ValueError(f"{path} {raw.where}: id is {type(record['id']).__name__}, not text or a number")
+            for field in ("text", "question"):
+                if not isinstance(record[field], str) or not record[field].strip():
+                    raise ValueError(f"{path} {raw.where}: {field} is not a non-empty text")
+            yield task, record["id"], [record["text"], record["question"]]
+
+
+def row_text(row: dict[str, Any]) -> str:
+    """The text checked for a chat row: every user and assistant content, then chosen and rejected, one per line."""
+    messages = row.get("messages")
+    if not isinstance(messages, list):
+        raise ValueError("row has no 'messages' list")
+    turns = [m for m in messages if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
+    turns += [row[side] for side in ("chosen", "rejected") if isinstance(row.get(side), dict)]
+    return "\n".join(turn["content"] for turn in turns if isinstance(turn.get("content"), str))
+
+
+def decontaminate_rows(rows: Iterable[dict[str, Any]], index: BenchmarkIndex,
+                       text_of: Callable[[dict[str, Any]], str] = row_text,
+                       threshold: int = DEFAULT_THRESHOLD) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split rows into clean ones and contaminated records (position, task, item id, overlap, the row)."""
+    clean, contaminated = [], []
+    for position, row in enumerate(rows):
+        found = index.match(text_of(row), threshold)
+        if found is None:
+            clean.append(row)
+        else:
+            contaminated.append({"position": position, "task": found.task, "item_id": found.item_id,
+                                 "overlap": found.overlap, "matches": found.matches, "row": row})
+    return clean, contaminated
+
+
+def read_chat_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of a JSONL file of chat rows and where each was (``line 3``); a bad line stops the run."""
+    rows, wheres = [], []
+    for raw in read_jsonl(path):
+        if raw.error is not None:
+            raise SystemExit(f"{path} {raw.where}: {raw.error}")
+        if not isinstance(raw.record, dict) or not isinstance(raw.record.get("messages"), list):
+            raise SystemExit(f"{path} {raw.where}: not a chat row (an object with a 'messages' list)")
+        rows.append(raw.record)
+        wheres.append(raw.where)
+    return rows, wheres
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``decontaminate`` command's arguments."""
+    parser.add_argument("input", type=Path, metavar="INPUT.jsonl", help="chat rows, as written by convert")
+    parser.add_argument("--benchmarks", type=Path, required=True, metavar="DIR",
+                        help="folder with one <task>.jsonl per benchmark: " + ", ".join(TASKS))
+    parser.add_argument("--out", type=Path, required=True, help="CLEAN.jsonl; contaminated rows and manifest beside it")
+    parser.add_argument("--n", type=int, default=DEFAULT_N, help=f"n-gram length (default {DEFAULT_N})")
+    parser.add_argument("--min-question-words", type=int, default=DEFAULT_MIN_QUESTION_WORDS,
+                        help="shortest whole question that is matched on its own "
+                             f"(default {DEFAULT_MIN_QUESTION_WORDS})")
+    parser.add_argument("--max-item-frequency", type=int, default=DEFAULT_MAX_ITEM_FREQUENCY,
+                        help="a question or phrase that more benchmark items have is generic and never "
+                             f"matches (default {DEFAULT_MAX_ITEM_FREQUENCY})")
+    parser.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD,
+                        help="keys a row must share with the benchmarks to be removed "
+                             f"(default {DEFAULT_THRESHOLD})")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Decontaminate one file; write the clean rows, the contaminated records and the manifest (last)."""
+    if args.threshold < 1:
+        raise SystemExit("--threshold must be at least 1")
+    try:
+        index = BenchmarkIndex.from_folder(args.benchmarks, args.n, args.min_question_words, args.max_item_frequency)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(str(err)) from err
+    rows, wheres = read_chat_rows(args.input)
+    clean, contaminated = decontaminate_rows(rows, index, threshold=args.threshold)
+    contaminated = [{"where": wheres[record.pop("position")], **record} for record in contaminated]
+    contaminated_path, manifest_path = sidecar(args.out, "contaminated.jsonl"), sidecar(args.out, "manifest.json")
+    write_jsonl_atomic(contaminated_path, contaminated)
+    write_jsonl_atomic(args.out, clean)
+    items = index.items_by_task()
+    manifest = {
+        "settings": {"n": index.n, "min_question_words": index.min_question_words,
+                     "max_item_frequency": index.max_item_frequency, "threshold": args.threshold},
+        "input": {"path": str(args.input), "sha256": sha256_file(args.input), "rows": len(rows)},
+        "benchmarks": {
+            "path": str(args.benchmarks),
+            "files": [{"task": task, "path": str(path), "sha256": sha256_file(path), "items": items.get(task, 0)}
+                      for task, path in index.files.items()],
+            "ngrams": len(index.keys) - index.questions,
+            "whole_questions": index.questions,
+            "generic_phrases": len(index.generic),
+        },
+        "output": {"path": str(args.out), "sha256": sha256_file(args.out), "rows": len(clean)},
+        "contaminated": {"path": str(contaminated_path), "sha256": sha256_file(contaminated_path),
+                         "rows": len(contaminated),
+                         "by_task": dict(sorted(Counter(r["task"] for r in contaminated).items()))},
+    }
+    assert manifest["input"]["rows"] == len(clean) + len(contaminated), manifest
+    write_json_atomic(manifest_path, manifest)
+    print(f"decontaminate: {len(rows)} rows -> {len(clean)} clean in {args.out}; "
+          f"{len(contaminated)} contaminated in {contaminated_path}")
+    for task, count in manifest["contaminated"]["by_task"].items():
+        print(f"  {count:>6}  {task}")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """``python -m data_prep decontaminate INPUT.jsonl --benchmarks DIR --out CLEAN.jsonl``; returns the manifest."""
+    parser = argparse.ArgumentParser(prog="python -m data_prep decontaminate", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Token-length statistics of built rows, with the chat template applied as training will apply it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+PERCENTILES = (50, 90, 99, 100)
+
+
+def conversation(row: dict[str, Any], side: str = "chosen") -> list[dict[str, str]]:
+    """The full conversation a row trains on (for DPO rows, the prompt and one answer)."""
+    return [*row["messages"], row[side]] if side in row else row["messages"]
+
+
+def token_stats(rows: list[dict[str, Any]], tokenizer_path: Path, sequence_len: int | None) -> dict[str, Any]:
+    """Length percentiles in tokens and how many rows exceed ``sequence_len`` (Axolotl drops those)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    lengths = sorted(
+        max(len(tokenizer.apply_chat_template(conversation(row, side), tokenize=True, return_dict=False))
+            for side in ("chosen", "rejected"))
+        for row in rows
+    )
+    if not lengths:
+        return {"rows": 0}
+    stats: dict[str, Any] = {"tokenizer": str(tokenizer_path), "rows": len(lengths)}
+    for p in PERCENTILES:
+        stats[f"p{p}"] = lengths[min(len(lengths) - 1, (len(lengths) * p) // 100)]
+    if sequence_len is not None:
+        stats["sequence_len"] = sequence_len
+        stats["over_sequence_len"] = sum(1 for n in lengths if n > sequence_len)
+    return stats

@@ -1,0 +1,92 @@
+"""Building the default mixture: every source row is accounted for, leaks and repeats are removed, reruns match."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import ROOT, read_jsonl
+
+from data_prep.build import build
+
+MIXTURE = ROOT / "data_prep/mixtures/default-v1.yaml"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, tiny_llama3):
+    out = tmp_path_factory.mktemp("build")
+    return out, build(MIXTURE, out, tokenizer=tiny_llama3)
+
+
+def test_every_source_row_is_kept_or_left_out_with_a_reason(built):
+    out, manifest = built
+    left_out = read_jsonl(out / "rejects.jsonl")
+    for kind, record in manifest["kinds"].items():
+        outputs = sum(o["rows"] for o in record["outputs"].values())
+        assert outputs == sum(s["kept"] for s in record["sources"])
+        assert outputs == len(read_jsonl(out / f"{kind}.jsonl")) + len(read_jsonl(out / f"{kind}.validation.jsonl"))
+        for source in record["sources"]:
+            assert source["rows"] == source["kept"] + source["rejected"] + sum(source["left_out"].values())
+        assert sum(s["rows"] for s in record["sources"]) == outputs + sum(1 for r in left_out if r["kind"] == kind)
+    assert all(r["reason"] and r["file"] and r["where"] for r in left_out)
+
+
+def test_planted_repeat_and_benchmark_leaks_are_removed(built):
+    out, _ = built
+    planted = [r for r in read_jsonl(out / "rejects.jsonl") if r["file"].endswith("leaks.synthetic.jsonl")]
+    assert [(r["where"], r["stage"]) for r in planted] == [
+        ("line 1", "dedup"), ("line 2", "decontaminate"), ("line 3", "decontaminate")]
+    assert planted[0]["duplicate_of"]["file"] == "data/default/sft.jsonl"
+    assert "medqa_4options" in planted[1]["reason"] and "pubmedqa" in planted[2]["reason"]
+    kept_users = {m["content"] for row in read_jsonl(out / "sft.jsonl") for m in row["messages"] if m["role"] == "user"}
+    assert any(text.startswith("How does regular aerobic exercise") for text in kept_users)  # the clean one stays
+
+
+def test_outputs_are_axolotl_rows_with_the_card_system_prompt(built):
+    out, manifest = built
+    from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
+
+    sft, dpo = read_jsonl(out / "sft.jsonl"), read_jsonl(out / "dpo.jsonl")
+    assert all(r["messages"][-1]["role"] == "assistant" for r in sft)
+    assert all(r["messages"][-1]["role"] == "user" and r["chosen"]["role"] == "assistant" for r in dpo)
+    systems = Counter(r["messages"][0]["content"] == OPENBIOLLM_SYSTEM_PROMPT for r in sft + dpo)
+    assert systems[True] > 0.9 * len(sft + dpo)  # a few sharegpt rows bring their own system turn
+    assert manifest["system_prompt"] == OPENBIOLLM_SYSTEM_PROMPT
+
+
+def test_rebuilding_gives_byte_identical_files(built, tmp_path):
+    out, manifest = built
+    again = build(MIXTURE, tmp_path, tokenizer=Path(manifest["kinds"]["sft"]["tokens"]["tokenizer"]))
+    for name in ("sft.jsonl", "sft.validation.jsonl", "dpo.jsonl", "dpo.validation.jsonl", "rejects.jsonl",
+                 "manifest.json"):
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+    assert again == manifest
+
+
+def test_a_mistyped_mixture_key_is_refused_with_a_suggestion(tmp_path):
+    mixture = yaml.safe_load(MIXTURE.read_text())
+    mixture["validaton_fraction"] = mixture.pop("validation_fraction")
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(mixture))
+    with pytest.raises(SystemExit, match="unknown key 'validaton_fraction'; did you mean 'validation_fraction'"):
+        build(path, tmp_path / "out")
+
+
+def test_token_lengths_are_reported_against_sequence_len(built):
+    _, manifest = built
+    tokens = manifest["kinds"]["sft"]["tokens"]
+    assert tokens["rows"] == sum(o["rows"] for o in manifest["kinds"]["sft"]["outputs"].values())
+    assert 0 < tokens["p50"] <= tokens["p90"] <= tokens["p99"] <= tokens["p100"]
+    assert tokens["sequence_len"] == 512 and 0 <= tokens["over_sequence_len"] <= tokens["rows"]
+
+
+def test_cli_builds_the_default_mixture(tmp_path, tiny_llama3):
+    done = subprocess.run([sys.executable, "-m", "data_prep", "build", str(MIXTURE), "--out", str(tmp_path),
+                           "--tokenizer", str(tiny_llama3)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "manifest.json").is_file() and "sft: sft.jsonl" in done.stdout

@@ -1,0 +1,41 @@
+"""Deduplication keeps the first of each repeated row and says which row every removed one repeats."""
+
+from __future__ import annotations
+
+from data_prep.dedup import dedup
+from data_prep.text import normalize
+
+
+def entry(user: str, answer: str = "An answer.", where: int = 0) -> dict:
+    row = {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
+    return {"row": row, "origin": {"source": "test", "file": "t.jsonl", "where": f"line {where}"}}
+
+
+def test_normalisation_ignores_case_punctuation_and_spacing():
+    assert normalize("  What IS the  Function,of the\tKIDNEY?! ") == "what is the function of the kidney"
+    assert normalize("ﬁbrosis") == "fibrosis"  # NFKC folds the ligature
+
+
+def test_exact_and_near_duplicates_are_removed_with_the_row_they_repeat():
+    entries = [
+        entry("What are the early symptoms of aortic stenosis in elderly patients with heart failure?", where=1),
+        entry("what are the early symptoms of aortic stenosis in elderly patients with heart failure", where=2),
+        entry("What are the early symptoms of aortic stenosis in elderly patients with heart failure? Thanks!",
+              answer="Different answer.", where=3),
+        entry("What causes iron deficiency anaemia in adult men?", where=4),
+        entry("Which vitamin deficiency causes scurvy and how does it present clinically?", where=5),
+    ]
+    kept, removed = dedup(entries)
+    assert [e["origin"]["where"] for e in kept] == ["line 1", "line 4", "line 5"]
+    assert [(r["origin"]["where"], r["reason"], r["duplicate_of"]["where"]) for r in removed] == [
+        ("line 2", "exact duplicate", "line 1"),
+        ("line 3", "near-duplicate prompt", "line 1"),
+    ]
+    assert len(kept) + len(removed) == len(entries)
+
+
+def test_related_but_different_questions_are_kept():
+    entries = [entry(f"What is the first-line treatment for {disease} in adults?", where=i)
+               for i, disease in enumerate(["hypertension", "asthma", "migraine", "gout", "psoriasis"])]
+    kept, removed = dedup(entries)
+    assert len(kept) == 5 and not removed
