@@ -55,7 +55,7 @@ def write_benchmarks(folder: Path, rng: random.Random) -> list[str]:
 def write_sources(folder: Path, rows: int, leaks: list[str], rng: random.Random) -> dict[str, Path]:
     """Four source files in their published schemas, rows split evenly, with repeats and leaks planted."""
     paths = {name: folder / f"{name}.jsonl" for name in ("alpaca", "messages", "medmcqa", "pref-pairs")}
-    handles = {name: open(path, "w") for name, path in paths.items()}
+    lines: dict[str, list[str]] = {name: [] for name in paths}
     previous: list[str] = []
     for i in range(rows):
         kind = ("alpaca", "messages", "medmcqa", "pref-pairs")[i % 4]
@@ -78,9 +78,9 @@ def write_sources(folder: Path, rows: int, leaks: list[str], rng: random.Random)
                         "topic_name": None},
             "pref-pairs": {"prompt": question, "chosen": answer, "rejected": sentence(rng, 5, 20)},
         }[kind]
-        handles[kind].write(json.dumps(record) + "\n")
-    for handle in handles.values():
-        handle.close()
+        lines[kind].append(json.dumps(record) + "\n")
+    for name, path in paths.items():
+        path.write_text("".join(lines[name]))
     return paths
 
 

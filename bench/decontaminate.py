@@ -6,8 +6,8 @@ Writes a benchmark folder with the nine tasks' real item counts (synthetic text 
 lengths and boilerplate) and N chat rows, 1% of them copies of a benchmark item or of its question,
 then times (a) BenchmarkIndex.from_folder + decontaminate_rows and (b) the baseline: one set of all
 benchmark 13-grams, and per row the set of its 13-grams intersected with it. Both use the same
-normalisation; each runs with the other's data structures freed. Index building and the per-row
-check are timed apart and together.
+normalisation; each runs with the other's data structures freed, --repeat times, the fastest run
+counting. Index building and the per-row check are timed apart and together.
 """
 
 from __future__ import annotations
@@ -95,27 +95,36 @@ def training_row(rng: random.Random, text, items: list[dict]) -> tuple[dict, boo
                          {"role": "assistant", "content": text(40, 200)}]}, planted
 
 
-def baseline_set(folder: Path, n: int = 13) -> set[tuple[bytes, ...]]:
-    """The baseline's index: one set of every benchmark 13-gram."""
+def ours(folder: Path, rows: list[dict]) -> tuple[float, float, set[int]]:
+    """(index seconds, check seconds, flagged rows) for BenchmarkIndex + decontaminate_rows."""
+    start = time.perf_counter()
+    index = BenchmarkIndex.from_folder(folder)
+    built = time.perf_counter()
+    _, contaminated = decontaminate_rows(rows, index)
+    return built - start, time.perf_counter() - built, {record["position"] for record in contaminated}
+
+
+def baseline(folder: Path, rows: list[dict], n: int = 13) -> tuple[float, float, set[int]]:
+    """The same for the baseline: one set of every benchmark 13-gram; per row, its 13-gram set intersected."""
+    start = time.perf_counter()
     bench: set[tuple[bytes, ...]] = set()
     for task in TASKS:
         for line in (folder / f"{task}.jsonl").read_text(encoding="utf-8").splitlines():
             bench.update(ngrams(words(json.loads(line)["text"]), n))
-    return bench
-
-
-def baseline_check(rows: list[dict], bench: set[tuple[bytes, ...]], n: int = 13) -> list[bool]:
-    """The baseline's check: per row, the set of its 13-grams intersected with the benchmark set."""
-    return [bool(set(ngrams(words(row_text(row)), n)) & bench) for row in rows]
+    built = time.perf_counter()
+    flagged = {at for at, row in enumerate(rows) if set(ngrams(words(row_text(row)), n)) & bench}
+    return built - start, time.perf_counter() - built, flagged
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each; the fastest counts (a shared machine)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
     text = writer(rng)
+    best: dict[str, tuple[float, float, set[int]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder, items = Path(tmp), []
         for task in TASKS:
@@ -127,30 +136,21 @@ def main() -> None:
         words_total = sum(len(row_text(row).split()) for row in rows)
         print(f"{sum(ITEMS.values())} benchmark items; {args.rows} rows, {words_total / args.rows:.0f} words "
               f"a row; {sum(planted)} planted copies")
-
-        gc.collect()
-        start = time.perf_counter()
-        index = BenchmarkIndex.from_folder(folder)
-        built = time.perf_counter()
-        _, contaminated = decontaminate_rows(rows, index)
-        done = time.perf_counter()
-        ours = {record["position"] for record in contaminated}
-        del index, contaminated
-        gc.collect()
-        base_start = time.perf_counter()
-        bench = baseline_set(folder)
-        base_built = time.perf_counter()
-        base = {position for position, hit in enumerate(baseline_check(rows, bench)) if hit}
-        base_done = time.perf_counter()
+        for _ in range(args.repeat):
+            for name, run in (("ours", ours), ("baseline", baseline)):
+                gc.collect()
+                result = run(folder, rows)
+                if name not in best or sum(result[:2]) < sum(best[name][:2]):
+                    best[name] = result
 
     hits = {position for position, hit in enumerate(planted) if hit}
-    for name, found, (t0, t1, t2) in (("ours", ours, (start, built, done)),
-                                      ("baseline", base, (base_start, base_built, base_done))):
-        print(f"{name:<9} index {t1 - t0:5.2f} s, check {t2 - t1:6.2f} s = {args.rows / (t2 - t1):6.0f} rows/s; "
-              f"end to end {t2 - t0:6.2f} s = {args.rows / (t2 - t0):6.0f} rows/s; planted found "
-              f"{len(found & hits)}/{len(hits)}, other rows flagged {len(found - hits)}")
-    print(f"ours / baseline, rows per second: check {(base_done - base_built) / (done - built):.2f}, "
-          f"end to end {(base_done - base_start) / (done - start):.2f}")
+    for name, (index_s, check_s, found) in best.items():
+        print(f"{name:<9} index {index_s:5.2f} s, check {check_s:6.2f} s = {args.rows / check_s:6.0f} rows/s; "
+              f"end to end {index_s + check_s:6.2f} s = {args.rows / (index_s + check_s):6.0f} rows/s; planted "
+              f"found {len(found & hits)}/{len(hits)}, other rows flagged {len(found - hits)}")
+    (ours_index, ours_check, _), (base_index, base_check, _) = best["ours"], best["baseline"]
+    print(f"ours / baseline, rows per second: check {base_check / ours_check:.2f}, "
+          f"end to end {(base_index + base_check) / (ours_index + ours_check):.2f}")
 
 
 if __name__ == "__main__":
