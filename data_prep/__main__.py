@@ -33,8 +33,8 @@ def run_build(args: argparse.Namespace) -> None:
         print(f"{kind}: " + ", ".join(f"{name} {o['rows']}" for name, o in record["outputs"].items()))
         tokens = record.get("tokens", {})
         if tokens.get("over_sequence_len"):
-            print(f"  warning: {tokens['over_sequence_len']} rows are longer than sequence_len "
-                  f"{tokens['sequence_len']} tokens; Axolotl will drop them")
+            print(f"  {tokens['over_sequence_len']} rows are longer than sequence_len {tokens['sequence_len']} "
+                  "tokens: left out, see rejects.jsonl")
     rejects = manifest["rejects"]
     print(f"left out: {rejects['rows']} rows {rejects['by_stage']} -> {args.out / 'rejects.jsonl'}")
 

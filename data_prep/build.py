@@ -17,13 +17,13 @@ from typing import Any
 
 import yaml
 
-from data_prep.convert import convert_input, write_jsonl_atomic
+from data_prep.convert import DEFAULT_MAX_REJECT_RATE, check_reject_rate, convert_input, write_jsonl_atomic
 from data_prep.decontaminate import BenchmarkIndex, decontaminate_rows
 from data_prep.dedup import NEAR_THRESHOLD, dedup
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
 from data_prep.text import row_text
-from data_prep.tokens import token_stats
+from data_prep.tokens import token_lengths, token_stats
 from launch.records import sha256_file, write_json_atomic
 
 MIXTURE_KEYS = {"name", "version", "seed", "system_prompt", "validation_fraction", "max_reject_rate",
@@ -82,6 +82,8 @@ def gather(kind: str, entries: list[dict[str, Any]], mixture: dict[str, Any]) ->
             converted += rows
             left_out += [{"kind": kind, "stage": "convert", **r} for r in rejects]
             inputs.append(record)
+        check_reject_rate(spec["source"], inputs, mixture.get("max_reject_rate", DEFAULT_MAX_REJECT_RATE),
+                          "the build stops")
         cap = spec.get("max_rows")
         if cap is not None and len(converted) > cap:
             chosen = set(rng.sample(range(len(converted)), cap))
@@ -129,15 +131,22 @@ def build(mixture_path: Path, out: Path, tokenizer: Path | None = None) -> dict[
             entries, hits = decontaminate_rows(entries, index, text_of=lambda e: row_text(e["row"]))
             left_out += [removed(h["row"], kind, "decontaminate", f"overlaps {h['task']} item {h['item_id']}",
                                  overlap=h["overlap"]) for h in hits]
+        tokens, limit = None, mixture.get("sequence_len")
+        if tokenizer is not None:
+            lengths = token_lengths([e["row"] for e in entries], tokenizer)
+            tokens = token_stats(lengths, tokenizer, limit)
+            if limit:  # Axolotl would drop these silently; leave them out here, with the reason
+                left_out += [removed(e, kind, "length", f"{n} tokens is over sequence_len {limit}")
+                             for e, n in zip(entries, lengths, strict=True) if n > limit]
+                entries = [e for e, n in zip(entries, lengths, strict=True) if n <= limit]
         train, validation = split(entries, mixture.get("validation_fraction", 0.0), mixture.get("seed", 0))
         outputs = {}
         for name, part in ((f"{kind}.jsonl", train), (f"{kind}.validation.jsonl", validation)):
             write_jsonl_atomic(out / name, [e["row"] for e in part])
             outputs[name] = {"sha256": sha256_file(out / name), "rows": len(part)}
         manifest["kinds"][kind] = {"sources": count_sources(sources, entries, left_out), "outputs": outputs}
-        if tokenizer is not None:
-            rows = [e["row"] for e in entries]
-            manifest["kinds"][kind]["tokens"] = token_stats(rows, tokenizer, mixture.get("sequence_len"))
+        if tokens is not None:
+            manifest["kinds"][kind]["tokens"] = tokens
         all_left_out += left_out
 
     write_jsonl_atomic(out / "rejects.jsonl", all_left_out)

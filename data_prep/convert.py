@@ -80,6 +80,16 @@ def convert_input(module: ModuleType, spec: str, system: str | None) -> tuple[li
     return kept, rejects, record
 
 
+def check_reject_rate(source: str, records: list[dict[str, Any]], max_reject_rate: float, outcome: str) -> None:
+    """Stop, naming each input and its commonest reason, when an input lost more than ``max_reject_rate``."""
+    too_many = [r for r in records if r["rows"] and r["rejected"] / r["rows"] > max_reject_rate]
+    if too_many:
+        lines = [f"{r['path']}: {r['rejected']} of {r['rows']} rows rejected, most for "
+                 f"{max(r['rejected_by_reason'], key=r['rejected_by_reason'].get)!r}" for r in too_many]
+        raise SystemExit(f"{source}: more than {max_reject_rate:.0%} of rows rejected (is it the right "
+                         f"converter?); {outcome}\n" + "\n".join(lines))
+
+
 def convert(module: ModuleType, inputs: list[str], out: Path, system: str | None,
             max_reject_rate: float = DEFAULT_MAX_REJECT_RATE) -> dict[str, Any]:
     """Convert every input with ``module``; write the output, the rejects and the manifest (last)."""
@@ -92,13 +102,7 @@ def convert(module: ModuleType, inputs: list[str], out: Path, system: str | None
 
     rejects_path, manifest_path = sidecar(out, "rejects.jsonl"), sidecar(out, "manifest.json")
     write_jsonl_atomic(rejects_path, rejects)
-    too_many = [r for r in records if r["rows"] and r["rejected"] / r["rows"] > max_reject_rate]
-    if too_many:
-        lines = [f"{r['path']}: {r['rejected']} of {r['rows']} rows rejected, most for "
-                 f"{max(r['rejected_by_reason'], key=r['rejected_by_reason'].get)!r}" for r in too_many]
-        raise SystemExit(f"{module.NAME}: more than {max_reject_rate:.0%} of rows rejected (is it the right "
-                         f"converter?); nothing written to {out}, rejects in {rejects_path}\n" + "\n".join(lines))
-
+    check_reject_rate(module.NAME, records, max_reject_rate, f"nothing written to {out}, rejects in {rejects_path}")
     write_jsonl_atomic(out, kept)
     manifest = {
         "source": module.NAME,

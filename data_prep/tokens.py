@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +14,24 @@ def conversation(row: dict[str, Any], side: str = "chosen") -> list[dict[str, st
     return [*row["messages"], row[side]] if side in row else row["messages"]
 
 
-def token_stats(rows: list[dict[str, Any]], tokenizer_path: Path, sequence_len: int | None) -> dict[str, Any]:
-    """Length percentiles in tokens and how many rows exceed ``sequence_len`` (Axolotl drops those)."""
+@lru_cache(maxsize=4)
+def load_tokenizer(path: Path) -> Any:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-    lengths = sorted(
-        max(len(tokenizer.apply_chat_template(conversation(row, side), tokenize=True, return_dict=False))
-            for side in ("chosen", "rejected"))
-        for row in rows
-    )
+    return AutoTokenizer.from_pretrained(path)
+
+
+def token_lengths(rows: list[dict[str, Any]], tokenizer_path: Path) -> list[int]:
+    """Each row's length in tokens, chat template applied (for DPO rows, the longer of its two sides)."""
+    tokenizer = load_tokenizer(tokenizer_path)
+    return [max(len(tokenizer.apply_chat_template(conversation(row, side), tokenize=True, return_dict=False))
+                for side in ("chosen", "rejected"))
+            for row in rows]
+
+
+def token_stats(lengths: list[int], tokenizer_path: Path, sequence_len: int | None) -> dict[str, Any]:
+    """Length percentiles in tokens and how many rows exceed ``sequence_len`` (Axolotl would drop those)."""
+    lengths = sorted(lengths)
     if not lengths:
         return {"rows": 0}
     stats: dict[str, Any] = {"tokenizer": str(tokenizer_path), "rows": len(lengths)}

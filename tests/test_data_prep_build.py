@@ -35,6 +35,16 @@ def test_every_source_row_is_kept_or_left_out_with_a_reason(built):
     assert all(r["reason"] and r["file"] and r["where"] for r in left_out)
 
 
+def test_a_source_losing_most_rows_stops_the_build(tmp_path):
+    mixture = yaml.safe_load(MIXTURE.read_text())
+    mixture["sft"] = [{"source": "alpaca", "inputs": [str(ROOT / "data_prep/samples/medmcqa.synthetic.jsonl")]}]
+    mixture.pop("dpo")
+    path = tmp_path / "wrong.yaml"
+    path.write_text(yaml.safe_dump(mixture))
+    with pytest.raises(SystemExit, match="alpaca: more than 50% of rows rejected"):
+        build(path, tmp_path / "out")
+
+
 def test_planted_repeat_and_benchmark_leaks_are_removed(built):
     out, _ = built
     planted = [r for r in read_jsonl(out / "rejects.jsonl") if r["file"].endswith("leaks.synthetic.jsonl")]
@@ -76,12 +86,15 @@ def test_a_mistyped_mixture_key_is_refused_with_a_suggestion(tmp_path):
         build(path, tmp_path / "out")
 
 
-def test_token_lengths_are_reported_against_sequence_len(built):
-    _, manifest = built
+def test_rows_over_sequence_len_are_left_out_with_their_length(built):
+    out, manifest = built
     tokens = manifest["kinds"]["sft"]["tokens"]
-    assert tokens["rows"] == sum(o["rows"] for o in manifest["kinds"]["sft"]["outputs"].values())
+    kept = sum(o["rows"] for o in manifest["kinds"]["sft"]["outputs"].values())
     assert 0 < tokens["p50"] <= tokens["p90"] <= tokens["p99"] <= tokens["p100"]
-    assert tokens["sequence_len"] == 512 and 0 <= tokens["over_sequence_len"] <= tokens["rows"]
+    assert tokens["sequence_len"] == 512 and tokens["rows"] == kept + tokens["over_sequence_len"]
+    too_long = [r for r in read_jsonl(out / "rejects.jsonl") if r["kind"] == "sft" and r["stage"] == "length"]
+    assert len(too_long) == tokens["over_sequence_len"] > 0  # the tiny tokenizer splits text finely
+    assert all(r["reason"].endswith("tokens is over sequence_len 512") for r in too_long)
 
 
 def test_cli_builds_the_default_mixture(tmp_path, tiny_llama3):
