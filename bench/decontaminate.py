@@ -2,12 +2,11 @@
 
     .venv/bin/python bench/decontaminate.py --rows 100000
 
-Writes a benchmark folder with the nine tasks' real item counts (synthetic text of realistic
-lengths and boilerplate) and N chat rows, 1% of them copies of a benchmark item or of its question,
-then times (a) BenchmarkIndex.from_folder + decontaminate_rows and (b) the baseline: one set of all
-benchmark 13-grams, and per row the set of its 13-grams intersected with it. Both use the same
-normalisation; each runs with the other's data structures freed, --repeat times, the fastest run
-counting. Index building and the per-row check are timed apart and together.
+Writes the nine benchmarks at their real item counts (synthetic text, realistic lengths and
+boilerplate) and N chat rows, 1% of them copies of an item or its question, then times (a)
+BenchmarkIndex.from_folder + decontaminate_rows and (b) the baseline: one set of all benchmark
+13-grams, per row the set of its 13-grams intersected with it (same normalisation). Each runs
+--repeat times with the other's data freed; the fastest run counts; index and check timed apart.
 """
 
 from __future__ import annotations
@@ -22,23 +21,19 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data_prep.decontaminate import TASKS, BenchmarkIndex, decontaminate_rows, ngrams, row_text, words
+from data_prep.decontaminate import TASKS, BenchmarkIndex, decontaminate_rows, row_text, words
 
 ITEMS = {"medmcqa": 4183, "medqa_4options": 1273, "pubmedqa": 500, "mmlu_anatomy": 135,
          "mmlu_clinical_knowledge": 265, "mmlu_college_biology": 144, "mmlu_college_medicine": 173,
          "mmlu_medical_genetics": 100, "mmlu_professional_medicine": 272}
-FUNCTION_WORDS = ("the of and in a to with is was for or on by at as an from that which be are patient "
-                  "most following after before this his her no not were than during per")
-MEDICAL_WORDS = ("fever cough dyspnea chest pain abdominal nausea vomiting diarrhea headache fatigue rash edema "
-                 "hypertension diabetes asthma pneumonia sepsis anemia cirrhosis hepatitis nephritis stroke "
-                 "infarction arrhythmia thyroid insulin metformin aspirin heparin warfarin amoxicillin vancomycin "
-                 "biopsy serum creatinine sodium potassium platelet leukocyte lymphocyte neutrophil antibody "
-                 "receptor enzyme kinase gene mutation chromosome artery vein nerve muscle ligament cortex "
+FUNCTION_WORDS = "the of and in a to with is was for or on by at as an from that which be are patient most following"
+MEDICAL_WORDS = ("fever cough dyspnea chest pain abdominal nausea headache fatigue rash edema hypertension diabetes "
+                 "asthma pneumonia sepsis anemia cirrhosis hepatitis stroke infarction thyroid insulin aspirin heparin "
+                 "biopsy serum creatinine sodium platelet antibody enzyme gene mutation artery nerve muscle cortex "
                  "x-ray beta-blocker patient's mg/dL non-small-cell T-cell follow-up well-defined")
 GENERIC_STEMS = ("Which of the following is the most likely diagnosis?",
                  "Which of the following is the most appropriate next step in management?",
-                 "Which of the following is the most likely cause of this patient's condition?",
-                 "Which of the following is the best initial test?")
+                 "Which of the following is the most likely cause of this patient's condition?")
 VITALS = "Temperature is 37°C (98.6°F), pulse is 80/min, and blood pressure is 120/80 mm Hg."
 
 
@@ -104,15 +99,20 @@ def ours(folder: Path, rows: list[dict]) -> tuple[float, float, set[int]]:
     return built - start, time.perf_counter() - built, {record["position"] for record in contaminated}
 
 
-def baseline(folder: Path, rows: list[dict], n: int = 13) -> tuple[float, float, set[int]]:
+def grams(tokens: list[bytes], n: int = 13) -> set[tuple[bytes, ...]]:
+    """The baseline's n-grams: a set of word tuples."""
+    return set(zip(*(tokens[i:] for i in range(n)), strict=False))
+
+
+def baseline(folder: Path, rows: list[dict]) -> tuple[float, float, set[int]]:
     """The same for the baseline: one set of every benchmark 13-gram; per row, its 13-gram set intersected."""
     start = time.perf_counter()
     bench: set[tuple[bytes, ...]] = set()
     for task in TASKS:
         for line in (folder / f"{task}.jsonl").read_text(encoding="utf-8").splitlines():
-            bench.update(ngrams(words(json.loads(line)["text"]), n))
+            bench |= grams(words(json.loads(line)["text"]))
     built = time.perf_counter()
-    flagged = {at for at, row in enumerate(rows) if set(ngrams(words(row_text(row)), n)) & bench}
+    flagged = {at for at, row in enumerate(rows) if grams(words(row_text(row))) & bench}
     return built - start, time.perf_counter() - built, flagged
 
 
@@ -131,11 +131,9 @@ def main() -> None:
             task_items = [benchmark_item(task, number, rng, text) for number in range(ITEMS[task])]
             (folder / f"{task}.jsonl").write_text("".join(json.dumps(i) + "\n" for i in task_items), encoding="utf-8")
             items += task_items
-        rows, planted = zip(*(training_row(rng, text, items) for _ in range(args.rows)), strict=True)
-        rows = list(rows)
-        words_total = sum(len(row_text(row).split()) for row in rows)
-        print(f"{sum(ITEMS.values())} benchmark items; {args.rows} rows, {words_total / args.rows:.0f} words "
-              f"a row; {sum(planted)} planted copies")
+        rows, planted = map(list, zip(*(training_row(rng, text, items) for _ in range(args.rows)), strict=True))
+        words_a_row = sum(len(row_text(row).split()) for row in rows) / args.rows
+        print(f"{len(items)} benchmark items; {args.rows} rows, {words_a_row:.0f} words a row; {sum(planted)} planted")
         for _ in range(args.repeat):
             for name, run in (("ours", ours), ("baseline", baseline)):
                 gc.collect()

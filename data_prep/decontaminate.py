@@ -16,12 +16,9 @@ overlap that matched) and, last, CLEAN.manifest.json.
 from __future__ import annotations
 
 import argparse
-import gc
-import itertools
-import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,54 +53,61 @@ _UPPER, _LOWER = bytes(range(65, 91)), bytes(range(97, 123))
 _LOWER_REMOVE = bytes.maketrans(_UPPER + _ASCII_SPACES, _LOWER + b" " * len(_ASCII_SPACES))
 _LOWER_SPACE = bytes.maketrans(_UPPER + _ASCII_SPACES + _ASCII_NON_WORD,
                                _LOWER + b" " * (len(_ASCII_SPACES) + len(_ASCII_NON_WORD)))
-_NON_WORD = re.compile(r"[^\w\s]|_")
+_ASCII = bytes(range(128))
 
 
 def words(text: str, punctuation: str = "") -> list[bytes]:
     """The normalised words of ``text`` (NFKC, lowercase, punctuation replaced by ``punctuation``), as UTF-8.
 
-    ASCII letters and punctuation are handled on the bytes in one translate (a regex or str.translate
-    over the whole text is several times slower); only words holding other characters are decoded,
-    lowercased and cleaned one by one.
+    All on the bytes: each distinct character beyond ASCII is replaced once (lowercased, or made a
+    space or ``punctuation``), then one translate lowercases ASCII and removes its punctuation. A
+    regex or str.translate over the whole text is several times slower.
     """
     if text.isascii():  # already NFKC
         encoded = text.encode("ascii")
     else:
-        encoded = unicodedata.normalize("NFKC", text).encode("utf-8", "surrogatepass")
+        encoded = utf8(unicodedata.normalize("NFKC", text))
+        for char in set(unutf8(encoded.translate(None, _ASCII))):
+            cleaned = "".join(c if c.isalnum() else " " if c.isspace() else punctuation for c in char.lower())
+            encoded = encoded.replace(utf8(char), utf8(cleaned))
     if punctuation:
-        tokens = encoded.translate(_LOWER_SPACE).split()
-    else:
-        tokens = encoded.translate(_LOWER_REMOVE, _ASCII_NON_WORD).split()
-    if encoded.isascii():
-        return tokens
-    for at in reversed([at for at, token in enumerate(tokens) if not token.isascii()]):
-        word = tokens[at].decode("utf-8", "surrogatepass").lower()
-        cleaned = [word] if word.isalnum() else _NON_WORD.sub(punctuation, word).split()
-        tokens[at:at + 1] = [part.encode("utf-8", "surrogatepass") for part in cleaned]
-    return tokens
+        return encoded.translate(_LOWER_SPACE).split()
+    return encoded.translate(_LOWER_REMOVE, _ASCII_NON_WORD).split()
+
+
+def utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")  # a lone surrogate from JSON passes through
+
+
+def unutf8(data: bytes) -> str:
+    return data.decode("utf-8", "surrogatepass")
 
 
 def normalize(text: str) -> str:
     """Lowercase, Unicode NFKC, punctuation removed, whitespace collapsed to single spaces."""
-    return b" ".join(words(text)).decode("utf-8", "surrogatepass")
+    return unutf8(b" ".join(words(text)))
 
 
-def ngrams(tokens: list[bytes], n: int) -> Iterable[Key]:
+def ngrams(tokens: Sequence[bytes], n: int) -> Iterable[Key]:
     """Every run of ``n`` consecutive tokens."""
     return zip(*(tokens[i:] for i in range(n)), strict=False)
 
 
-def item_words(texts: list[str], whole: range) -> list[list[bytes]]:
-    """The word lists of an item's texts, with punctuation removed and, where that differs, turned into spaces.
+def item_words(texts: list[str], whole: range, short: int) -> list[list[bytes]]:
+    """The word lists of an item's texts (its text, its question), with punctuation removed.
 
-    A list found inside an earlier one adds no n-gram and is left out, unless it is a whole key (its
-    length is in ``whole``).
+    A text of fewer than ``short`` words is listed again with punctuation turned into spaces, where
+    that differs, so that "45-year-old" also matches a copy reading "45 year old"; a longer text has
+    plenty of n-grams without such words. A list found inside an earlier one adds no n-gram and is
+    left out, unless it is a whole key (its length is in ``whole``).
     """
     lists: list[list[bytes]] = []
     spaced: list[bytes] = []
     for text in texts:
-        removed, spaces = words(text), words(text, " ")
-        for tokens in (removed,) if spaces == removed else (removed, spaces):
+        variants = [words(text)]
+        if len(variants[0]) < short and (spaces := words(text, " ")) != variants[0]:
+            variants.append(spaces)
+        for tokens in variants:
             joined = b" " + b" ".join(tokens) + b" "
             if len(tokens) in whole or not any(joined in earlier for earlier in spaced):
                 lists.append(tokens)
@@ -112,11 +116,11 @@ def item_words(texts: list[str], whole: range) -> list[list[bytes]]:
 
 
 def occurrences(tokens: list[bytes], word: bytes) -> list[int]:
-    """Every position of ``word`` in ``tokens``."""
-    found = [tokens.index(word)]
-    if tokens.count(word) > 1:
-        found += [at for at in range(found[0] + 1, len(tokens)) if tokens[at] == word]
-    return found
+    """Every position of ``word`` in ``tokens`` (which holds it)."""
+    first = tokens.index(word)
+    if tokens.count(word) == 1:
+        return [first]
+    return [at for at in range(first, len(tokens)) if tokens[at] == word]
 
 
 @dataclass(frozen=True)
@@ -133,8 +137,9 @@ class BenchmarkIndex:
     """The specific keys of the benchmark items, built once; ``match`` looks a text's own n-grams up in it.
 
     An item's keys are the n-grams of its text and of its question, and its whole question (or text)
-    when that has ``min_question_words`` to n - 1 words. Texts are indexed with punctuation removed and,
-    again, with punctuation turned into spaces, so "45-year-old" matches "45yearold" and "45 year old".
+    when that has ``min_question_words`` to n - 1 words. Texts are indexed with punctuation removed and
+    short ones (under 3n words) again with punctuation turned into spaces, so "45-year-old" matches
+    "45yearold" and "45 year old".
     Generic keys never match: a whole question that more than ``max_item_frequency`` items have, and an
     n-gram that contains a generic phrase, a run of k = (n + 1) // 2 words that more than
     ``max_item_frequency`` items have (so also every n-gram that more than that many items have).
@@ -151,7 +156,7 @@ class BenchmarkIndex:
         # The benchmarks' k-grams are also the phrases that can be generic.
         self.anchor = (n + 1) // 2
         self.stride = n - self.anchor + 1
-        self.anchors: Counter[Key] = Counter()  # every k-gram of the benchmarks -> how many items have it
+        self.anchors: set[Key] = set()  # every k-gram of the benchmarks but the generic ones
         self.generic: set[Key] = set()  # the k-grams that more than max_item_frequency items have
         self.keys: dict[Key, Item] = {}  # every n-gram and whole question -> the first item that has it
         self.triggers: dict[bytes, list[tuple[int, Key]]] = {}  # a whole question's rarest word -> (where, key)
@@ -159,39 +164,31 @@ class BenchmarkIndex:
         self.questions = 0  # how many whole questions are keys
         self.order: dict[Item, int] = {}  # every item -> its place in the benchmarks
         self.files: dict[str, Path] = {}  # the benchmark files, when built by from_folder
-        # Millions of small tuples and no reference cycles: the cyclic garbage collector would rescan the
-        # growing index again and again (it doubles the build time). It is paused while building, then
-        # one young-generation pass marks the new tuples as never needing a scan again, here rather
-        # than at some later allocation in the middle of checking rows.
-        paused = gc.isenabled()
-        gc.disable()
-        try:
-            self.build(items)
-            gc.collect(0)
-        finally:
-            if paused:
-                gc.enable()
+        self.build(items)
 
     def build(self, items: Iterable[tuple[str, Any, list[str]]]) -> None:
         """Index every item's keys, count the items each k-gram is in, and set the generic ones aside."""
         n, min_question_words, max_item_frequency = self.n, self.min_question_words, self.max_item_frequency
         word_counts: Counter[bytes] = Counter()
+        phrases: set[Key] = set()  # every k-gram of the benchmarks
+        repeats: Counter[Key] = Counter()  # a k-gram -> how many items after the first have it
         tokenized: list[tuple[Item, list[list[bytes]]]] = []
         for task, item_id, texts in items:
             item = (task, item_id)
             if item in self.order:
                 raise ValueError(f"{task}: item id {item_id!r} appears twice")
             self.order[item] = len(self.order)
-            lists = item_words(texts, range(min_question_words, n))
-            phrases: set[Key] = set()
+            lists = item_words(texts, range(min_question_words, n), 3 * n)
+            own: set[Key] = set()
             for tokens in lists:
-                phrases.update(ngrams(tokens, self.anchor))
-            self.anchors.update(phrases)
+                if len(tokens) >= n:
+                    own.update(ngrams(tokens, self.anchor))
+            repeats.update(own.intersection(phrases))
+            phrases |= own
             word_counts.update(lists[0])
             tokenized.append((item, lists))
-        self.generic = set(itertools.compress(self.anchors, map(max_item_frequency.__lt__, self.anchors.values())))
-        for phrase in self.generic:  # no specific key contains one, so no row needs to look one up
-            del self.anchors[phrase]
+        self.generic = {phrase for phrase, count in repeats.items() if count >= max_item_frequency}
+        self.anchors = phrases - self.generic  # no specific key holds a generic phrase
 
         whole: dict[Key, list[Item]] = {}
         for item, lists in reversed(tokenized):  # so that the first item having a key is the one kept
@@ -211,7 +208,7 @@ class BenchmarkIndex:
 
     def specific(self, key: Key) -> bool:
         """Whether the n-gram ``key`` contains no generic phrase."""
-        return all(key[at:at + self.anchor] not in self.generic for at in range(len(key) - self.anchor + 1))
+        return self.generic.isdisjoint(ngrams(key, self.anchor))
 
     @classmethod
     def from_folder(cls, folder: str | Path, n: int = DEFAULT_N,
@@ -236,7 +233,7 @@ class BenchmarkIndex:
         """Every index key found in ``tokens``, with the token position where it first occurs."""
         found: dict[Key, int] = {}
         n, anchor, stride = self.n, self.anchor, self.stride
-        if len(tokens) >= n and not self.anchors.keys().isdisjoint(self.anchor_windows(tokens)):
+        if len(tokens) >= n and not self.anchors.isdisjoint(self.anchor_windows(tokens)):
             for step, window in enumerate(self.anchor_windows(tokens)):
                 if window in self.anchors:
                     at = step * stride
@@ -274,7 +271,7 @@ class BenchmarkIndex:
             if item not in first or at < first[item][0]:
                 first[item] = (at, key)
         best = min(counts, key=lambda item: (-counts[item], first[item][0], self.order[item]))
-        overlap = b" ".join(first[best][1]).decode("utf-8", "surrogatepass")
+        overlap = unutf8(b" ".join(first[best][1]))
         return Match(best[0], best[1], overlap, len(found))
 
 
@@ -341,7 +338,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, metavar="INPUT.jsonl", help="chat rows, as written by convert")
     parser.add_argument("--benchmarks", type=Path, required=True, metavar="DIR",
                         help="folder with one <task>.jsonl per benchmark: " + ", ".join(TASKS))
-    parser.add_argument("--out", type=Path, required=True, help="CLEAN.jsonl; contaminated rows and manifest beside it")
+    parser.add_argument("--out", type=Path, required=True, metavar="CLEAN.jsonl",
+                        help="the rows kept; the contaminated rows and the manifest go beside it")
     parser.add_argument("--n", type=int, default=DEFAULT_N, help=f"n-gram length (default {DEFAULT_N})")
     parser.add_argument("--min-question-words", type=int, default=DEFAULT_MIN_QUESTION_WORDS,
                         help="shortest whole question that is matched on its own "

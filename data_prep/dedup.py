@@ -10,12 +10,17 @@ from typing import Any
 
 from datasketch import MinHash, MinHashLSH
 
-from data_prep.text import normalize, prompt_text, row_text
+from data_prep.decontaminate import normalize, row_text
 
 NEAR_THRESHOLD = 0.8   # estimated Jaccard similarity of prompt shingles
 NUM_PERM = 128
 LSH_WEIGHTS = (0.3, 0.7)   # weigh missed near-duplicates over candidates; each candidate's similarity is checked
 SHINGLE_WORDS = 5
+
+
+def prompt_text(row: dict[str, Any]) -> str:
+    """The user turns of a row: what a model is asked."""
+    return "\n".join(m["content"] for m in row["messages"] if m["role"] == "user")
 
 
 def minhash(text: str) -> MinHash:

@@ -509,6 +509,21 @@ def test_an_ngram_made_mostly_of_a_generic_phrase_is_not_a_match():
     assert index.match(f"Notes: a 45-year-old man has a pulsatile abdominal mass. {stem}").item_id == "q5"
 
 
+def test_punctuation_turned_into_spaces_still_matches_a_short_question():
+    index = BenchmarkIndex(items(("medmcqa", "m1", "Which antitubercular drug causes red-orange discoloration "
+                                                   "of urine?")))
+    for copy in ("which antitubercular drug causes red orange discoloration of urine",
+                 "Which antitubercular drug causes redorange discoloration of urine"):
+        assert index.match(copy).item_id == "m1"
+
+
+def test_a_question_several_items_share_is_reported_for_the_first_of_them():
+    question = "Which hormone is secreted by the delta cells of the pancreatic islets?"
+    index = BenchmarkIndex(items(("mmlu_college_medicine", "c7", question),
+                                 ("mmlu_professional_medicine", "p2", question)))
+    assert (index.match(question).task, index.match(question).item_id) == ("mmlu_college_medicine", "c7")
+
+
 def test_threshold_counts_shared_keys():
     index = BenchmarkIndex(items(("pubmedqa", "p1", "Does melatonin reduce postoperative delirium in elderly hip "
                                                     "fracture patients?")))

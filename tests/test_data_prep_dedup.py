@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from data_prep.decontaminate import normalize
 from data_prep.dedup import dedup
-from data_prep.text import normalize
 
 
 def entry(user: str, answer: str = "An answer.", where: int = 0) -> dict:
@@ -12,7 +12,7 @@ def entry(user: str, answer: str = "An answer.", where: int = 0) -> dict:
 
 
 def test_normalisation_ignores_case_punctuation_and_spacing():
-    assert normalize("  What IS the  Function,of the\tKIDNEY?! ") == "what is the function of the kidney"
+    assert normalize("  What IS the  Function, of the\tKIDNEY?! ") == "what is the function of the kidney"
     assert normalize("ﬁbrosis") == "fibrosis"  # NFKC folds the ligature
 
 
