@@ -17,13 +17,13 @@ from typing import Any
 
 import yaml
 
-from data_prep.convert import DEFAULT_MAX_REJECT_RATE, check_reject_rate, convert_input, write_jsonl_atomic
+from data_prep.convert import DEFAULT_MAX_REJECT_RATE, check_reject_rate, convert_input
 from data_prep.decontaminate import BenchmarkIndex, decontaminate_rows, row_text
 from data_prep.dedup import NEAR_THRESHOLD, dedup
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
 from data_prep.tokens import token_lengths, token_stats
-from launch.records import sha256_file, write_json_atomic
+from launch.records import sha256_file, write_json_atomic, write_jsonl_atomic
 
 MIXTURE_KEYS = {"name", "version", "seed", "system_prompt", "validation_fraction", "max_reject_rate",
                 "near_duplicate_threshold", "decontaminate", "tokenizer", "sequence_len", "sft", "dpo"}

@@ -8,18 +8,14 @@ rows in = kept + rejected. Re-running on the same inputs gives byte-identical fi
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from data_prep.readers import HUB_PREFIX, RawRow, read_rows
 from data_prep.rows import Reject
-from launch.records import sha256_file, write_json_atomic
+from launch.records import sha256_file, write_json_atomic, write_jsonl_atomic
 
 DEFAULT_MAX_REJECT_RATE = 0.5
 
@@ -27,19 +23,6 @@ DEFAULT_MAX_REJECT_RATE = 0.5
 def sidecar(out: Path, name: str) -> Path:
     """``data/x.jsonl`` -> ``data/x.<name>`` (``rejects.jsonl``, ``manifest.json``)."""
     return out.with_name(f"{out.name.removesuffix('.jsonl')}.{name}")
-
-
-def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Write rows as JSONL to a temporary file beside ``path``, then rename it into place; return the count."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                     delete=False) as tmp:
-        for row in rows:
-            tmp.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-    os.replace(tmp.name, path)
-    return count
 
 
 def reject_record(source: str, raw: RawRow, reason: str) -> dict[str, Any]:

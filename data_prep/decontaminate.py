@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_prep.convert import sidecar, write_jsonl_atomic
+from data_prep.convert import sidecar
 from data_prep.readers import read_jsonl
-from launch.records import sha256_file, write_json_atomic
+from launch.records import sha256_file, write_json_atomic, write_jsonl_atomic
 
 TASKS = (
     "medmcqa",

@@ -7,8 +7,10 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD", re.IGNORECASE)
 REDACTED = "<redacted>"
@@ -43,13 +45,36 @@ def count_rows(path: Path) -> int:
         return sum(1 for line in handle if line.strip())
 
 
+@contextmanager
+def atomic_writer(path: Path) -> Iterator[TextIO]:
+    """A text file beside ``path`` that is renamed into place only when the block completes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
+                                     delete=False) as tmp:
+        try:
+            yield tmp
+        except BaseException:
+            tmp.close()
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, path)
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        json.dump(obj, tmp, indent=2, sort_keys=False, default=str)
-        tmp.write("\n")
-    os.replace(tmp.name, path)
+    with atomic_writer(path) as handle:
+        json.dump(obj, handle, indent=2, sort_keys=False, default=str)
+        handle.write("\n")
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write rows as JSONL (UTF-8, one object a line) atomically; return how many."""
+    count = 0
+    with atomic_writer(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
 
 
 def secret_values(environ: dict[str, str] | None = None) -> list[str]:

@@ -35,14 +35,22 @@ def test_every_source_row_is_kept_or_left_out_with_a_reason(built):
     assert all(r["reason"] and r["file"] and r["where"] for r in left_out)
 
 
-def test_a_source_losing_most_rows_stops_the_build(tmp_path):
+def changed_mixture(tmp_path: Path, change) -> Path:
+    """The default mixture with ``change`` applied to its parsed YAML, written to a new file."""
     mixture = yaml.safe_load(MIXTURE.read_text())
-    mixture["sft"] = [{"source": "alpaca", "inputs": [str(ROOT / "data_prep/samples/medmcqa.synthetic.jsonl")]}]
-    mixture.pop("dpo")
-    path = tmp_path / "wrong.yaml"
+    change(mixture)
+    path = tmp_path / "changed.yaml"
     path.write_text(yaml.safe_dump(mixture))
+    return path
+
+
+def test_a_source_losing_most_rows_stops_the_build(tmp_path):
+    def wrong_converter(mixture):
+        mixture["sft"] = [{"source": "alpaca", "inputs": [str(ROOT / "data_prep/samples/medmcqa.synthetic.jsonl")]}]
+        mixture.pop("dpo")
+
     with pytest.raises(SystemExit, match="alpaca: more than 50% of rows rejected"):
-        build(path, tmp_path / "out")
+        build(changed_mixture(tmp_path, wrong_converter), tmp_path / "out")
 
 
 def test_planted_repeat_and_benchmark_leaks_are_removed(built):
@@ -78,12 +86,11 @@ def test_rebuilding_gives_byte_identical_files(built, tmp_path):
 
 
 def test_a_mistyped_mixture_key_is_refused_with_a_suggestion(tmp_path):
-    mixture = yaml.safe_load(MIXTURE.read_text())
-    mixture["validaton_fraction"] = mixture.pop("validation_fraction")
-    path = tmp_path / "typo.yaml"
-    path.write_text(yaml.safe_dump(mixture))
+    def typo(mixture):
+        mixture["validaton_fraction"] = mixture.pop("validation_fraction")
+
     with pytest.raises(SystemExit, match="unknown key 'validaton_fraction'; did you mean 'validation_fraction'"):
-        build(path, tmp_path / "out")
+        build(changed_mixture(tmp_path, typo), tmp_path / "out")
 
 
 def test_rows_over_sequence_len_are_left_out_with_their_length(built):
