@@ -14,7 +14,7 @@ from datasets import load_from_disk
 from helpers import SFT_RECIPE, read_jsonl, tiny_overrides
 from transformers import AutoTokenizer
 
-from launch.__main__ import parse_override
+from launch.cli import parse_override
 from launch.stage import StageRun, resolve_config
 
 CONVERSATION = [

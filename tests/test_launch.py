@@ -8,7 +8,7 @@ import pytest
 from helpers import SFT_RECIPE
 
 from launch import manifest
-from launch.__main__ import parse_override
+from launch.cli import parse_override
 from launch.records import REDACTED, count_rows, redact, secret_values, write_json_atomic
 from launch.stage import StageRun, latest_run, recipe_slug, resolve_config, set_dotted
 
