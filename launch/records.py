@@ -57,6 +57,9 @@ def atomic_writer(path: Path) -> Iterator[TextIO]:
             tmp.close()
             os.unlink(tmp.name)
             raise
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp.name, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode open() would have
     os.replace(tmp.name, path)
 
 
