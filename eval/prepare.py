@@ -1,0 +1,96 @@
+"""Turn raw benchmark files into the prepared rows the local lm-eval tasks read.
+
+    python -m eval prepare TASK INPUT... --out DIR [--allow-partial]
+    python -m eval prepare pubmedqa ori_pqal.json test_ground_truth.json --out data/benchmarks
+
+Writes DIR/<task>.jsonl (one item a line: id, question, text, and the fields the task YAML
+renders) and, last, DIR/<task>.manifest.json (inputs with sha256, rows read, kept and left
+out, the expected and written row counts). A row count other than the official one stops the
+run, naming both, unless --allow-partial. INPUT may be ``hub:ORG/NAME@REVISION[:SPLIT]``.
+``python -m eval prepare --help`` lists the nine tasks and the raw files each reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from data_prep.readers import HUB_PREFIX
+from eval.benchmarks import TASKS, BenchmarkError, Task
+from launch.manifest import now
+from launch.records import sha256_file, write_json_atomic, write_jsonl_atomic
+
+
+def task_table() -> str:
+    """The nine tasks, their official split and row count, and the raw files each reads."""
+    lines = ["tasks (official split, rows: raw files):"]
+    for task in TASKS.values():
+        lines.append(f"  {task.name:<28} {task.split}, {task.rows} rows: {task.schema.SUMMARY}")
+    return "\n".join(lines)
+
+
+def input_record(spec: str) -> dict[str, Any]:
+    """An input as the manifest records it: path and sha256 (hub ids carry their pinned revision)."""
+    return {"path": spec, "sha256": None if spec.startswith(HUB_PREFIX) else sha256_file(Path(spec))}
+
+
+def prepare(task: Task, inputs: list[str], out_dir: Path, allow_partial: bool = False) -> dict[str, Any]:
+    """Prepare one task from its raw inputs; write the rows, then the manifest; return the manifest."""
+    for spec in inputs:
+        if not spec.startswith(HUB_PREFIX) and not Path(spec).is_file():
+            raise BenchmarkError(f"{spec}: no such file")
+    started = now()
+    loaded = task.schema.load(inputs, task)
+    found = len(loaded.rows)
+    if found == 0:
+        raise BenchmarkError(f"{task.name}: no rows found in {', '.join(inputs)}; nothing written")
+    partial = found != task.rows
+    if partial and not allow_partial:
+        raise BenchmarkError(f"{task.name}: expected {task.rows} rows ({task.split}), found {found} in "
+                             f"{', '.join(inputs)}; nothing written (--allow-partial writes them anyway)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{task.name}.jsonl"
+    write_jsonl_atomic(out, loaded.rows)
+    manifest = {
+        "task": task.name,
+        "lm_eval_task": task.lm_eval_task,
+        "schema": task.schema.NAME,
+        "split": task.split,
+        "expected_rows": task.rows,
+        "partial": partial,
+        "inputs": [input_record(spec) for spec in inputs],
+        "facts": loaded.facts,
+        "left_out": loaded.left_out,
+        "output": {"path": str(out), "sha256": sha256_file(out), "rows": found},
+        "started_at": started,
+        "ended_at": now(),
+        "command": ["python", "-m", "eval", "prepare", task.name, *inputs, "--out", str(out_dir)]
+        + (["--allow-partial"] if allow_partial else []),
+    }
+    write_json_atomic(out_dir / f"{task.name}.manifest.json", manifest)
+    return manifest
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m eval prepare", description=__doc__.split("\n\n")[0],
+        epilog=task_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("task", choices=list(TASKS), metavar="TASK", help="one of the nine tasks listed below")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="raw files (or hub:ORG/NAME@REV[:SPLIT])")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for <task>.jsonl")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="write a row count other than the official one (a subset, or fixtures)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """``python -m eval prepare TASK INPUT... --out DIR``; returns the manifest."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    manifest = prepare(TASKS[args.task], args.inputs, args.out, args.allow_partial)
+    out = manifest["output"]
+    note = f" (PARTIAL: the official split has {manifest['expected_rows']})" if manifest["partial"] else ""
+    left = "".join(f"; left out {n} ({reason})" for reason, n in manifest["left_out"].items())
+    print(f"{args.task}: {out['rows']} rows -> {out['path']}{note}{left}")
+    return manifest

@@ -1,0 +1,216 @@
+"""Our eval runs beside the OpenBioLLM model card's table, with a bar chart.
+
+    python -m eval report runs/<id> [RESULTS...] [--out report.md]
+
+RESULTS are results.json files from `python -m eval run`, or run folders holding eval/results.json.
+Writes the card's nine columns plus Avg (our runs first, then the published rows of eval/published.yaml)
+to report.md (default: beside the first results.json), the chart to report.png beside it, and prints
+the table. Published cells no whole number of test items can give are flagged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eval import chart
+from eval.published import (
+    PUBLISHED,
+    TASKS,
+    BadInput,
+    Published,
+    achievable,
+    avg_agrees,
+    load_published,
+    mean_of_cells,
+    neighbours,
+)
+from launch.records import atomic_writer
+
+ROOT = PUBLISHED.parents[1]
+CHART_ROWS = ("OpenBioLLM-70B", "OpenBioLLM-8B", "GPT-4")
+Z95 = 1.96
+PIPELINE_NOTE = ("**Pipeline check, not a benchmark.** {runs} scored the small bundled fixture items, not the "
+                 "benchmarks' test sets: the numbers show the pipeline runs end to end and say nothing about the "
+                 "model. Do not compare them with the published rows.")
+
+
+@dataclass
+class Score:
+    acc: float  # fraction correct, 0..1
+    se: float | None  # standard error of acc
+    n: int
+    se_computed: bool = False  # True when lm-eval gave none and we computed it
+
+
+@dataclass
+class Run:
+    name: str
+    path: Path
+    summary: dict
+    scores: dict[str, Score]
+    others: list[str] = field(default_factory=list)  # tasks in the file outside the nine
+
+
+def results_file(arg: str) -> Path:
+    """A results.json, given it or a folder holding eval/results.json (a run) or results.json."""
+    path = Path(arg)
+    for candidate in (path, path / "eval" / "results.json", path / "results.json"):
+        if candidate.is_file():
+            return candidate
+    raise BadInput(f"{path}: no results.json here (write one with `python -m eval run`)")
+
+
+def load_run(path: Path) -> Run:
+    """One results.json's summary: accuracy, standard error and item count per task."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise BadInput(f"{path}:{err.lineno}: not valid JSON: {err.msg}") from None
+    summary = data.get("summary") if isinstance(data, dict) else None
+    if not isinstance(summary, dict) or not isinstance(summary.get("tasks"), dict):
+        raise BadInput(f"{path}: no summary.tasks object (the part `python -m eval run` writes)")
+    scores, others = {}, []
+    for task, entry in summary["tasks"].items():
+        if task not in TASKS:
+            others.append(task)
+            continue
+        entry = entry if isinstance(entry, dict) else {}
+        acc, n, se = entry.get("acc"), entry.get("n"), entry.get("stderr")
+        if not isinstance(acc, int | float) or not 0 <= acc <= 1:
+            raise BadInput(f"{path}: summary.tasks.{task}.acc is {acc!r}, expected a fraction from 0 to 1")
+        if not isinstance(n, int) or n < 1:
+            raise BadInput(f"{path}: summary.tasks.{task}.n is {n!r}, expected a positive item count")
+        if isinstance(se, int | float) and math.isfinite(se) and se >= 0:
+            scores[task] = Score(acc, se, n)
+        else:  # lm-eval writes "N/A" when it has none; this is its formula (lm_eval.api.metrics.mean_stderr)
+            scores[task] = Score(acc, math.sqrt(acc * (1 - acc) / (n - 1)) if n > 1 else None, n, True)
+    name = summary.get("run_id") or Path(str(summary.get("model") or path.parent)).name
+    return Run(name, path, summary, scores, others)
+
+
+def interval(se: float | None) -> str:
+    return "± ?" if se is None else f"± {100 * Z95 * se:.1f}"
+
+
+def our_cells(run: Run) -> list[str]:
+    """The nine cells and Avg of one of our runs: accuracy ± 95% half-width, n where not the full set."""
+    cells = []
+    for task, (_, full) in TASKS.items():
+        s = run.scores.get(task)
+        cells.append("-" if s is None else f"{100 * s.acc:.1f} {interval(s.se)}{' ‡' if s.se_computed else ''}"
+                     + (f" (n={s.n})" if s.n != full else ""))
+    if not run.scores:
+        return [*cells, "-"]
+    mean, se = average(run)
+    avg = f"{100 * mean:.1f} {interval(se)}"
+    done = len(run.scores)
+    return [*cells, avg if done == len(TASKS) else f"{avg} (partial: {done}/{len(TASKS)} tasks)"]
+
+
+def average(run: Run) -> tuple[float, float | None]:
+    """Plain mean accuracy over the tasks present, and its standard error (the tasks' taken as independent)."""
+    present = list(run.scores.values())
+    ses = [s.se for s in present]
+    se = None if None in ses else math.sqrt(sum(x * x for x in ses)) / len(present)
+    return sum(s.acc for s in present) / len(present), se
+
+
+def render(runs: list[Run], source: dict, rows: list[Published], chart_name: str,
+           published: Path = PUBLISHED) -> tuple[str, list[str]]:
+    """The report's markdown, and the stdout warning lines (empty unless a pipeline check)."""
+    checks = [r.name for r in runs if r.summary.get("pipeline_check")]
+    warning = [PIPELINE_NOTE.format(runs=", ".join(checks))] if checks else []
+    out = ["# Eval report: our runs beside the OpenBioLLM model card", ""]
+    out += [f"> {w}\n" for w in warning]
+    out += ["| model | " + " | ".join(label for label, _ in TASKS.values()) + " | Avg |",
+            "| --- " * (len(TASKS) + 2) + "|"]
+    out += [f"| **{r.name}** (ours) | " + " | ".join(our_cells(r)) + " |" for r in runs]
+    flagged, unsure, off = [], [], []
+    for row in rows:
+        cells = []
+        for task, (label, n) in TASKS.items():
+            value, marks = row.cells[task], ""
+            if not achievable(value, n):
+                marks += " †"
+                flagged.append(f"{row.name}, {label} {value}: {n} items give {neighbours(value, n)}")
+            if task in row.unsure:
+                marks += " ?"
+                unsure.append(f"{row.name}, {label}")
+            cells.append(value + marks)
+        avg = row.avg + (" ?" if "avg" in row.unsure else "")
+        if not avg_agrees(row):
+            avg += " §"
+            off.append(f"{row.name}: Avg {row.avg}, mean of its nine cells {float(mean_of_cells(row)):.2f}. {row.note}")
+        out.append(f"| {row.name} | " + " | ".join(cells) + f" | {avg} |")
+    out += ["", f"![accuracy per task]({chart_name})", "",
+            f"Ours: accuracy (%) ± the 95% interval, {Z95} * lm-eval's standard error. (n=…): scored on n items, "
+            "not the full test set. Avg: the plain mean of the nine, its ± from their standard errors taken as "
+            "independent; a run missing tasks shows - and a partial Avg over the tasks present, not comparable "
+            "with the card's.", ""]
+    if any(s.se_computed for r in runs for s in r.scores.values()):
+        out += ["‡ lm-eval gave no standard error here; computed as sqrt(p(1-p)/(n-1)), its formula for accuracy.", ""]
+    for r in runs:
+        s = r.summary
+        out.append(f"- **{r.name}**: `{r.path}`, model `{s.get('model')}`, settings {json.dumps(s.get('settings'))}"
+                   + (f"; tasks outside the nine, not shown: {', '.join(r.others)}" if r.others else ""))
+    where = published.relative_to(ROOT) if published.is_relative_to(ROOT) else published
+    out += ["", f"Published rows: {source.get('url')}, transcribed {source.get('transcribed')} ({where}); "
+            f"{source.get('setting')}.", ""]
+    if flagged:
+        out += ["† No whole number of the task's full test set gives this figure at the card's precision "
+                "(rounded or truncated):", "", *[f"- {f}" for f in flagged], ""]
+    if unsure:
+        out += ["? Our transcription of this cell is unsure; check it against the card:", "",
+                *[f"- {u}" for u in unsure], ""]
+    if off:
+        out += ["§ The card's Avg is not the mean of its nine cells:", "", *[f"- {o}" for o in off], ""]
+    return "\n".join(out), warning
+
+
+def chart_series(runs: list[Run], rows: list[Published]) -> list[chart.Series]:
+    """Our runs (with 95% half-widths; Avg only when complete) and the chart's published rows, in percent."""
+    series: list[chart.Series] = []
+    for r in runs:
+        accs = [100 * r.scores[t].acc if t in r.scores else None for t in TASKS]
+        errs = [100 * Z95 * r.scores[t].se if t in r.scores and r.scores[t].se is not None else None for t in TASKS]
+        mean, se = average(r) if len(r.scores) == len(TASKS) else (None, None)
+        series.append((f"{r.name} (ours)", [*accs, mean and 100 * mean], [*errs, se and 100 * Z95 * se]))
+    series += [(p.name, [float(p.cells[t]) for t in TASKS] + [float(p.avg)], None)
+               for p in rows if p.name in CHART_ROWS]
+    return series
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m eval report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="+", help="results.json files, or run folders holding eval/results.json")
+    parser.add_argument("--out", type=Path, help="report path (default: report.md beside the first results.json)")
+    parser.add_argument("--published", type=Path, default=PUBLISHED, help="the published table (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        runs = [load_run(results_file(arg)) for arg in args.results]
+        source, rows = load_published(args.published)
+    except (BadInput, OSError) as err:
+        raise SystemExit(f"eval report: {err}") from None
+    names = [r.name for r in runs]
+    for i, r in enumerate(runs):
+        if names.count(r.name) > 1:
+            r.name = f"{r.name} #{i + 1}"
+    out = args.out or runs[0].path.with_name("report.md")
+    png = out.with_suffix(".png")
+    text, warning = render(runs, source, rows, png.name, args.published.resolve())
+    title = "Accuracy per task" + (" (PIPELINE CHECK on fixture items, not a benchmark)" if warning else "")
+    chart.draw([label for label, _ in TASKS.values()] + ["Avg"], chart_series(runs, rows), png, title)
+    with atomic_writer(out) as handle:
+        handle.write(text + "\n")
+    for line in warning:
+        print(f"WARNING: {line.replace('**', '')}\n")
+    print(text.split("\n\n![")[0])
+    print(f"\nwrote {out} and {png}")
+
+
+if __name__ == "__main__":
+    main()
