@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*/v*/*.yaml"))
 CARD_TARGET_MODULES = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 CPU_RECIPES = [p for p in RECIPES if "smollm2" in p.parts[-3]]
+GPU_RECIPES = [p for p in RECIPES if p not in CPU_RECIPES]
 
 
 def load(path: Path) -> dict:
@@ -56,3 +57,12 @@ def test_cpu_recipe_switches_off_what_a_cpu_cannot_run(path):
         assert config[kernel] is False, kernel
     assert config["attn_implementation"] in ("sdpa", "eager")
     assert not config.get("flash_attention")
+
+
+@pytest.mark.parametrize("path", GPU_RECIPES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_gpu_recipe_uses_what_an_h100_offers_and_logs_to_wandb(path):
+    config = load(path)
+    assert config["bf16"] is True and config["attn_implementation"] == "flash_attention_2"
+    assert config["gradient_checkpointing"] is True and config["optimizer"] == "adamw_bnb_8bit"
+    assert config["wandb_project"] == path.parts[-3] and config["auto_resume_from_checkpoints"] is True
+    assert config["chat_template"] == "llama3"

@@ -1,0 +1,228 @@
+"""Check a recipe before it reaches a GPU: Axolotl's own validation, then ours. No GPU, no download.
+
+    python -m launch check recipes/openbiollm-70b/v1/sft.yaml [RECIPE ...]
+
+Our rules, on top of Axolotl's ``validate_config`` (which silently drops keys it does not know):
+  keys       every key, top level and in dataset entries, is one Axolotl's schema knows (else: "did you mean")
+  datasets   every dataset path is an output of a mixture in data_prep/mixtures/ (data/build/<mixture>/<kind>.jsonl)
+  base model a hub model names its revision (revision_of_model); a local folder is hashed into the manifest
+  engine     a ``deepspeed`` config file exists
+  lock       a released recipe (and the engine file it names) still has its sha256 in recipes/LOCK
+  card       the OpenBioLLM recipes carry the model card's published hyperparameters, exactly
+Exit status 1 when any recipe has a problem; each problem names the file, the line and the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCK = Path("recipes/LOCK")
+MIXTURES = Path("data_prep/mixtures")
+BUILD = Path("data/build")
+DATASET_LISTS = ("datasets", "test_datasets")
+
+# The OpenBioLLM model card's training hyperparameters (aaditya/Llama3-OpenBioLLM-70B and -8B).
+CARD_ADAPTER = {"adapter": "qlora", "load_in_4bit": True, "lora_r": 128, "lora_alpha": 256, "lora_dropout": 0.05,
+                "lora_target_linear": True, "chat_template": "llama3"}
+CARD_TARGET_MODULES = {"q_proj", "v_proj", "k_proj", "o_proj", "gate_proj", "down_proj", "up_proj"}
+CARD_SFT = {"learning_rate": 0.0002, "lr_scheduler": "cosine", "warmup_steps": 100, "num_epochs": 4,
+            "optimizer": "adamw_bnb_8bit", "micro_batch_size": 12, "eval_batch_size": 8}
+CARD_BASE_MODEL = {"openbiollm-70b": "meta-llama/Meta-Llama-3-70B-Instruct",
+                   "openbiollm-8b": "meta-llama/Meta-Llama-3-8B"}  # the 8B card's base is not -Instruct
+
+
+@cache
+def axolotl_keys() -> frozenset[str]:
+    """Every top-level key Axolotl's config schema accepts: field names and their aliases."""
+    from axolotl.utils.schemas.config import AxolotlInputConfig
+
+    keys = set()
+    for name, field in AxolotlInputConfig.model_fields.items():
+        keys |= {name} | {alias for alias in (field.alias, field.validation_alias) if isinstance(alias, str)}
+    return frozenset(keys)
+
+
+@cache
+def dataset_keys() -> frozenset[str]:
+    """Every key a ``datasets`` / ``test_datasets`` entry may have (Axolotl's SFT and DPO dataset schemas)."""
+    from axolotl.utils.schemas.datasets import DPODataset, SFTDataset
+
+    keys = set()
+    for schema in (SFTDataset, DPODataset):
+        for name, field in schema.model_fields.items():
+            keys |= {name} | {alias for alias in (field.alias, field.validation_alias) if isinstance(alias, str)}
+    return frozenset(keys)
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """Line number (from 1) of each top-level key, and of each dataset entry's keys as ``datasets.0.path``."""
+    node = yaml.compose(text)
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    lines = {}
+    for key, value in node.value:
+        lines[key.value] = key.start_mark.line + 1
+        if key.value in DATASET_LISTS and isinstance(value, yaml.SequenceNode):
+            for number, item in enumerate(value.value):
+                for inner, _ in item.value if isinstance(item, yaml.MappingNode) else []:
+                    lines[f"{key.value}.{number}.{inner.value}"] = inner.start_mark.line + 1
+    return lines
+
+
+def suggest(key: str, known: frozenset[str]) -> str:
+    near = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+    return f"; did you mean {near[0]!r}?" if near else ""
+
+
+def unknown_keys(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(key, reason)`` for each key Axolotl would drop (top level, dataset entries), with the nearest known one."""
+    found = [(key, f"unknown key {key!r}, Axolotl would ignore it{suggest(key, axolotl_keys())}")
+             for key in config if key not in axolotl_keys()]
+    for group in DATASET_LISTS:
+        for number, entry in enumerate(config.get(group) or []):
+            found += [(f"{group}.{number}.{key}", f"unknown key {key!r} in {group}.{number}, Axolotl would ignore it"
+                       f"{suggest(key, dataset_keys())}") for key in entry if key not in dataset_keys()]
+    return found
+
+
+def axolotl_problems(config: dict[str, Any]) -> list[str]:
+    """Axolotl's own validation of the config, as messages (empty when it passes)."""
+    from axolotl.utils.config import validate_config
+    from axolotl.utils.dict import DictDefault
+
+    try:
+        validate_config(DictDefault(config))
+    except Exception as err:  # pydantic's ValidationError, ValueError, ...: report whatever Axolotl refuses
+        return [f"Axolotl's validation: {' '.join(str(err).split())}"]
+    return []
+
+
+def mixture_outputs(root: Path) -> dict[str, str]:
+    """Every file a mixture build writes, relative to the repository: path -> the mixture that makes it."""
+    outputs = {}
+    for mixture in sorted((root / MIXTURES).glob("*.yaml")):
+        with open(mixture, encoding="utf-8") as handle:
+            spec = yaml.safe_load(handle) or {}
+        for kind in ("sft", "dpo"):
+            if spec.get(kind):
+                for name in (f"{kind}.jsonl", f"{kind}.validation.jsonl"):
+                    outputs[(BUILD / mixture.stem / name).as_posix()] = (MIXTURES / mixture.name).as_posix()
+    return outputs
+
+
+def dataset_problems(config: dict[str, Any], root: Path) -> list[tuple[str, str]]:
+    """``(key, reason)`` for each dataset path that is not a mixture's output, or the wrong kind of one."""
+    outputs, kind = mixture_outputs(root), "dpo" if config.get("rl") else "sft"
+    found = []
+    for key in DATASET_LISTS:
+        for number, dataset in enumerate(config.get(key) or []):
+            path = str(dataset.get("path", ""))
+            if path not in outputs:
+                found.append((key, f"{key}.{number}.path {path!r} is not the output of a mixture in {MIXTURES}/ "
+                                   f"(expected {BUILD}/<mixture>/{kind}.jsonl)"))
+            elif not Path(path).name.startswith(kind):
+                found.append((key, f"{key}.{number}.path {path!r} holds {Path(path).name.split('.')[0]} rows; "
+                                   f"this recipe trains {kind}"))
+    return found
+
+
+def base_model_problems(config: dict[str, Any], root: Path) -> list[tuple[str, str]]:
+    """A hub base model must name a revision: a commit, or a branch the launcher resolves at submission."""
+    model = str(config.get("base_model", ""))
+    local = model.startswith(("/", ".", "models/")) or (root / model).is_dir()
+    if local or config.get("revision_of_model") or config.get("model_revision"):
+        return []
+    return [("base_model", f"base model {model!r} is not pinned: add revision_of_model (a commit id, or a branch "
+                           "that the launcher resolves to a commit at submission)")]
+
+
+def card_problems(config: dict[str, Any], recipe: Path) -> list[tuple[str, str]]:
+    """For an OpenBioLLM recipe: each card value that is missing or different."""
+    model = next((part for part in recipe.parts if part in CARD_BASE_MODEL), None)
+    if model is None:
+        return []
+    expected: dict[str, Any] = dict(CARD_ADAPTER)
+    if not config.get("rl"):
+        expected |= CARD_SFT | {"base_model": CARD_BASE_MODEL[model]}
+    found = [(key, f"{key} is {config.get(key)!r}; the model card says {value!r}")
+             for key, value in expected.items() if config.get(key) != value]
+    if set(config.get("lora_target_modules") or []) != CARD_TARGET_MODULES:
+        found.append(("lora_target_modules", f"lora_target_modules must be the card's {sorted(CARD_TARGET_MODULES)}"))
+    return found
+
+
+def read_lock(root: Path) -> dict[str, str]:
+    """recipes/LOCK (``sha256sum`` lines: hash, two spaces, path from the repository root) as path -> hash."""
+    lock = {}
+    for number, line in enumerate((root / LOCK).read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip() and not line.startswith("#"):
+            digest, sep, path = line.partition("  ")
+            if not sep or len(digest) != 64:
+                raise SystemExit(f"{root / LOCK}:{number}: expected '<sha256>  <path>', got {line!r}")
+            lock[path.strip()] = digest
+    return lock
+
+
+def lock_problems(recipe: Path, config: dict[str, Any], root: Path) -> list[str]:
+    """A recipe, and the engine file it names, must match their sha256 in recipes/LOCK."""
+    from launch.records import sha256_file
+
+    lock, found = read_lock(root), []
+    relative = recipe.resolve().relative_to(root.resolve()).as_posix()
+    files = [relative] + ([str(config["deepspeed"])] if config.get("deepspeed") else [])
+    for path in files:
+        if path not in lock:
+            found.append(f"{path} is not in {LOCK}: release it with a line in recipes/CHANGELOG.md and "
+                         f"`sha256sum {path} >> {LOCK}`")
+        elif (root / path).is_file() and sha256_file(root / path) != lock[path]:
+            found.append(f"{path} changed since its release (sha256 differs from {LOCK}): released versions "
+                         f"never change; put the change in a new version folder (v2/) with a CHANGELOG line")
+    return found
+
+
+def check(recipe: Path, root: Path = ROOT) -> list[str]:
+    """Every problem with a recipe, as ``FILE:LINE: reason`` lines (empty when it passes)."""
+    text = recipe.read_text(encoding="utf-8")
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        return [f"{recipe}: not YAML: {' '.join(str(err).split())}"]
+    if not isinstance(config, dict):
+        return [f"{recipe}:1: a recipe is a YAML mapping of Axolotl keys"]
+    lines = key_lines(text)
+    found = unknown_keys(config) + dataset_problems(config, root) + base_model_problems(config, root)
+    if config.get("deepspeed") and not (root / str(config["deepspeed"])).is_file():
+        found.append(("deepspeed", f"deepspeed config {config['deepspeed']!r} does not exist"))
+    found += card_problems(config, recipe)
+    problems = [f"{recipe}:{lines.get(key, 1)}: {reason}" for key, reason in found]
+    if recipe.resolve().is_relative_to((root / "recipes").resolve()):
+        problems += [f"{recipe}: {reason}" for reason in lock_problems(recipe, config, root)]
+    return problems + [f"{recipe}: {reason}" for reason in axolotl_problems(config)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m launch check", description=__doc__.splitlines()[0])
+    parser.add_argument("recipes", nargs="+", type=Path, metavar="RECIPE", help="recipe YAML files")
+    args = parser.parse_args(argv)
+    failed = 0
+    for recipe in args.recipes:
+        if not recipe.is_file():
+            raise SystemExit(f"recipe not found: {recipe}")
+        problems = check(recipe)
+        for problem in problems:
+            print(problem)
+        if not problems:
+            print(f"{recipe}: ok (Axolotl's validation, known keys, mixture datasets, pinned base model, lock, card)")
+        failed += bool(problems)
+    raise SystemExit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

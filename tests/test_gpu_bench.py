@@ -1,0 +1,45 @@
+"""The GPU benchmark's configs are ones Axolotl accepts, and its pipeline runs end to end (on CPU, tiny)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+import gpu_throughput as bench
+
+
+@pytest.mark.parametrize("mode", list(bench.MODES))
+def test_benchmark_configs_keep_the_8b_recipe_and_pass_axolotl_validation(mode, tmp_path):
+    from axolotl.utils.config import validate_config
+    from axolotl.utils.dict import DictDefault
+
+    config = bench.bench_config(mode, tmp_path, steps=10, tiny=False)
+    validated = validate_config(DictDefault(config))
+    assert (validated.lora_r, validated.micro_batch_size, validated.sequence_len) == (128, 12, 1024)
+    assert validated.optimizer == "adamw_bnb_8bit" and validated.gradient_checkpointing is True
+    assert bool(validated.sample_packing) is (mode == "packed")
+    assert (validated.attn_implementation == "flash_attention_2") is (mode == "packed")
+
+
+def test_rows_have_the_lengths_they_claim(tmp_path):
+    mean = bench.write_rows(tmp_path / "rows.jsonl", rows=200, median=100, limit=256, vocab=500)
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    lengths = [len(r["input_ids"]) for r in rows]
+    assert len(rows) == 200 and max(lengths) <= 256 and abs(sum(lengths) / 200 - mean) < 1e-9
+    assert all(r["labels"] == r["input_ids"] and min(r["input_ids"]) >= 2 and max(r["input_ids"]) < 500
+               for r in rows)
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_runs_axolotl_and_reports_tokens_per_second(tmp_path):
+    done = subprocess.run([sys.executable, "bench/gpu_throughput.py", "--tiny", "--out", str(tmp_path), "--steps", "4",
+                           "--warmup", "1", "--rows", "64", "--median-len", "40", "--modes", "plain"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr + (tmp_path / "plain.log").read_text()[-3000:]
+    result = json.loads((tmp_path / "results.json").read_text())["plain"]
+    assert result["timed_steps"] == 3 and result["tokens"] > 0 and result["tokens_per_s_per_gpu"] > 0
