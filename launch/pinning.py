@@ -22,6 +22,7 @@ import httpx
 COMMIT = re.compile(r"[0-9a-f]{40}")
 REVISION_KEYS = ("revision_of_model", "model_revision")
 DEFAULT_REVISION = "main"  # what transformers loads when no revision is given
+LOCAL_PREFIXES = ("/", "./", "../", "~")  # a base_model written as a path, never a hub id
 
 
 def recipe_revision(config: dict[str, Any]) -> str | None:
@@ -57,7 +58,7 @@ def resolve_base_model(config: dict[str, Any], *, allow_unpinned: bool = False) 
     """Where the base model's weights come from, pinned to a commit where possible.
 
     Returns ``{"base_model", "revision", "commit", "pinned", "how"}`` where ``how`` is one of
-    ``local`` (a folder on disk: pinned by its content hash elsewhere), ``commit`` (the recipe names
+    ``local`` (a folder, or a path: pinned by its content hash elsewhere), ``commit`` (the recipe names
     a commit), ``resolved`` (a branch or tag, resolved through the hub now) or ``unpinned`` (the hub
     could not be reached and ``allow_unpinned`` was given; ``reason`` says why).
 
@@ -68,7 +69,7 @@ def resolve_base_model(config: dict[str, Any], *, allow_unpinned: bool = False) 
         raise SystemExit("the recipe has no base_model")
     revision = recipe_revision(config)
     record: dict[str, Any] = {"base_model": model, "revision": revision}
-    if Path(model).is_dir():
+    if Path(model).is_dir() or model.startswith(LOCAL_PREFIXES):  # a path, maybe only on the cluster's disks
         return {**record, "commit": None, "pinned": True, "how": "local"}
     if is_commit(revision):
         return {**record, "commit": revision, "pinned": True, "how": "commit"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -21,8 +22,9 @@ from typing import Any
 
 import yaml
 
-from launch import manifest
-from launch.records import redact_text, secret_values
+from launch import attempts, manifest, train_record
+from launch.distributed import Topology, train_command
+from launch.records import redact_text, secret_values, write_json_atomic
 
 # Each stage is a list of Axolotl CLI steps, run in order on the resolved config.
 STAGE_STEPS = {
@@ -44,6 +46,8 @@ class StageRun:
     parent: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     root: Path = field(default_factory=Path.cwd)
+    topology: Topology = field(default_factory=Topology)  # nodes x processes the train step runs on
+    merge: bool = True  # False: leave the merge to a separate `python -m launch merge runs/<id>` (SLURM chains)
 
 
 def recipe_slug(recipe: Path) -> str:
@@ -90,6 +94,7 @@ def resolve_config(request: StageRun, run_dir: Path, parent: dict[str, Any] | No
         config["base_model"] = str(Path(parent["path"]) / "merged")
     config["output_dir"] = str(run_dir / "adapter")
     config["dataset_prepared_path"] = str(run_dir / "prepared")
+    attempts.launcher_settings(config)  # our Axolotl plugins (CPU placement, preemption) and auto-resume
     return config
 
 
@@ -100,14 +105,16 @@ def stage_env(config: dict[str, Any]) -> dict[str, str]:
     env.setdefault("HF_HUB_OFFLINE", "1")
     if not (config.get("use_wandb") or config.get("wandb_project")):
         env["WANDB_MODE"] = "disabled"
+    elif not env.get("WANDB_API_KEY"):  # a recipe that logs to wandb logs offline until a key is set
+        env.setdefault("WANDB_MODE", "offline")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 
 
-def step_command(step: str, config_path: Path, run_dir: Path) -> list[str]:
-    """The Axolotl command for one step."""
+def step_command(step: str, config_path: Path, run_dir: Path, topology: Topology | None = None) -> list[str]:
+    """The Axolotl command for one step (train through torchrun/srun when ``topology`` spans processes)."""
     if step == "train":
-        return [sys.executable, "-m", "axolotl.cli.train", str(config_path)]
+        return train_command(config_path, topology or Topology())
     if step == "merge":
         adapter = run_dir / "adapter"
         return [sys.executable, "-m", "axolotl.cli.merge_lora", str(config_path), f"--lora_model_dir={adapter}"]
@@ -131,8 +138,8 @@ def run_logged(command: list[str], log_path: Path, env: dict[str, str], cwd: Pat
         return proc.wait(), list(tail)
 
 
-def run_stage(request: StageRun) -> Path:
-    """Run every step of a stage into a new run folder and return it. Raises SystemExit on failure."""
+def open_run(request: StageRun) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """Create the run folder, config and opening manifest; or reopen a queued or preempted one (SLURM requeue)."""
     if request.stage not in STAGE_STEPS:
         raise SystemExit(f"unknown stage {request.stage!r}: choose from {', '.join(STAGE_STEPS)}")
     if not request.recipe.is_file():
@@ -144,28 +151,53 @@ def run_stage(request: StageRun) -> Path:
 
     run_id = request.run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{request.stage}-{recipe_slug(request.recipe)}"
     run_dir = request.runs_dir / run_id
+    if (run_dir / manifest.MANIFEST).is_file() and request.run_id:
+        record = manifest.read(run_dir)
+        if record["status"] not in attempts.REOPENABLE:
+            raise SystemExit(f"run {run_id} already {record['status']}: choose another --run-id")
+        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        return run_dir, config, record
     config = resolve_config(request, run_dir, parent)
     run_dir.mkdir(parents=True, exist_ok=False)
-    config_path = run_dir / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    env = stage_env(config)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     argv = [Path(sys.executable).name, "-m", "launch", *sys.argv[1:]]
     record = manifest.start(run_dir, stage=request.stage, recipe=request.recipe, config=config, root=request.root,
-                            parent=parent, argv=argv, env=env)
-    print(f"run {run_id}: {request.stage} from {request.recipe}, base model {config['base_model']}")
+                            parent=parent, argv=argv, env=stage_env(config))
+    return run_dir, config, record
 
-    outputs = {"config": "config.yaml"}
-    for step in STAGE_STEPS[request.stage]:
-        log_name = f"logs/{step}.log"
+
+def run_stage(request: StageRun) -> Path:
+    """Run every step of a stage into its run folder and return it. Raises SystemExit on failure or preemption."""
+    run_dir, config, record = open_run(request)
+    run_id, config_path, env = run_dir.name, run_dir / "config.yaml", stage_env(config)
+    attempt = attempts.begin(record, run_dir, request.topology.as_record())
+    write_json_atomic(run_dir / manifest.MANIFEST, record)
+    # SLURM's requeue and preemption send SIGTERM to every process: the trainer checkpoints, we record it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: print(f"run {run_id}: SIGTERM, waiting for the checkpoint"))
+    print(f"run {run_id}: {request.stage} from {request.recipe}, base model {config['base_model']}, "
+          f"attempt {attempt['attempt']}, {request.topology.world_size} process(es)")
+
+    outputs = dict(record.get("outputs") or {}, config="config.yaml")
+    steps = [s for s in STAGE_STEPS[request.stage] if request.merge or s != "merge"]
+    for step in steps:
+        suffix = "" if attempt["attempt"] == 1 else f".attempt{attempt['attempt']}"
+        log_name = f"logs/{step}{suffix}.log"
         print(f"run {run_id}: {step} (log: {run_dir / log_name})")
         try:
-            code, tail = run_logged(step_command(step, config_path, run_dir), run_dir / log_name, env, request.root)
+            command = step_command(step, config_path, run_dir, request.topology)
+            code, tail = run_logged(command, run_dir / log_name, env, request.root)
         except BaseException as err:  # interrupted or could not start: still say so in the manifest
             code, tail = 130 if isinstance(err, KeyboardInterrupt) else 1, [repr(err)]
             manifest.finish(run_dir, record, exit_code=code, outputs=outputs,
                             error={"step": step, "message": repr(err), "log": log_name, "log_tail": tail})
             raise
         outputs[f"log_{step}"] = log_name
+        if attempts.end(attempt, run_dir, code) == "preempted":
+            manifest.finish(run_dir, record, exit_code=code, outputs=outputs, error=None)
+            record["status"] = "preempted"
+            write_json_atomic(run_dir / manifest.MANIFEST, record)
+            print(f"run {run_id}: preempted, checkpoint saved; the requeued job resumes it")
+            raise SystemExit(attempts.PREEMPTED_EXIT)
         if code != 0:
             manifest.finish(run_dir, record, exit_code=code, outputs=outputs,
                             error={"step": step, "message": f"axolotl {step} exited with {code}", "log": log_name,
@@ -173,6 +205,7 @@ def run_stage(request: StageRun) -> Path:
             raise SystemExit(f"run {run_id}: {step} failed with exit code {code}; see {run_dir / log_name}")
         if step == "train":
             outputs["adapter"] = "adapter"
+            record.update(train_record.summarize(run_dir, config, run_dir / log_name))  # for `launch reproduce`
         if step == "merge":
             shutil.move(run_dir / "adapter" / "merged", run_dir / "merged")
             outputs["merged"] = "merged"

@@ -82,3 +82,32 @@ def test_a_dataset_branch_resolves_through_the_datasets_api(monkeypatch):
                         SimpleNamespace(sha=COMMIT))
     assert hub_commit("berkeley-nest/Nectar", "main", repo_type="dataset") == COMMIT
     assert asked == [("berkeley-nest/Nectar", "main")]
+
+
+def test_slurm_submission_refuses_an_unresolvable_branch_and_creates_no_run(hub, tmp_path):
+    from launch.cli import main
+
+    hub.answer = OfflineModeIsEnabled("offline")
+    recipe = tmp_path / "sft.yaml"
+    recipe.write_text(f"base_model: {MODEL}\nrevision_of_model: main\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="--allow-unpinned"):
+        main(["sft", str(recipe), "--slurm", "launch/clusters/local-test.yaml", "--runs-dir", str(tmp_path / "runs")])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_slurm_submission_runs_on_the_resolved_commit(hub, tmp_path):
+    from launch.cli import parser, pin_base_model
+    from launch.stage import StageRun
+
+    recipe = tmp_path / "sft.yaml"
+    recipe.write_text(f"base_model: {MODEL}\nrevision_of_model: main\n", encoding="utf-8")
+    request = StageRun(stage="sft", recipe=recipe)
+    args = parser().parse_args(["sft", str(recipe), "--slurm", "launch/clusters/local-test.yaml"])
+    pin = pin_base_model(args, request)
+    assert pin["how"] == "resolved" and hub.calls == [(MODEL, "main")]
+    assert request.overrides["revision_of_model"] == COMMIT  # the run's config.yaml loads exactly this commit
+
+
+def test_a_path_is_a_local_model_even_before_it_exists(hub, tmp_path):
+    pin = resolve_base_model({"base_model": str(tmp_path / "runs/sft/merged")})
+    assert pin["how"] == "local" and hub.calls == []

@@ -1,0 +1,84 @@
+"""Attempts of one run: a run folder is reopened when its SLURM job is requeued, and every start is recorded.
+
+    python -m launch sft RECIPE --run-id ID   # in a requeued job: same folder, resumes from the last checkpoint
+
+A run is reopened only while its manifest says "queued" (submitted, not started), "preempted" (a
+checkpoint was saved for requeue) or "running" (the previous attempt was killed before it could say
+more). Each attempt records where it ran (host, SLURM job id, restart count, node list), the
+checkpoint it resumed from and the step training started at (``train_start.json``, written by
+launch/plugins/preempt.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from launch.manifest import now
+from launch.plugins import PLUGINS
+
+REOPENABLE = ("queued", "preempted", "running")
+PREEMPTED_EXIT = 75  # kept equal to launch.plugins.preempt.PREEMPTED_EXIT (that module imports Axolotl)
+PREEMPTED_FILE = "preempted.json"
+TRAIN_START_FILE = "train_start.json"
+
+
+def launcher_settings(config: dict[str, Any]) -> None:
+    """What every launcher run adds to its config: our plugins, and resuming from the newest checkpoint."""
+    plugins = list(config.get("plugins") or [])
+    config["plugins"] = plugins + [p for p in PLUGINS if p not in plugins]
+    config.setdefault("auto_resume_from_checkpoints", True)
+
+
+def slurm_nodes(nodelist: str) -> list[str]:
+    """``n[1-2]`` -> ``["n1", "n2"]`` through ``scontrol show hostnames``."""
+    out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=False)
+    return out.stdout.split() if out.returncode == 0 else [nodelist]
+
+
+def slurm_record() -> dict[str, Any] | None:
+    """The SLURM job this process runs in, or None outside one."""
+    env = os.environ
+    if "SLURM_JOB_ID" not in env:
+        return None
+    nodelist = env.get("SLURM_JOB_NODELIST", "")
+    return {"job_id": env["SLURM_JOB_ID"], "restart_count": int(env.get("SLURM_RESTART_COUNT", 0)),
+            "nodelist": nodelist, "nodes": slurm_nodes(nodelist) if nodelist else []}
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    """The newest ``checkpoint-<step>`` folder, the one Axolotl's auto-resume picks."""
+    found = [p for p in output_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def begin(record: dict[str, Any], run_dir: Path, topology: dict[str, Any]) -> dict[str, Any]:
+    """Append a new attempt to ``record`` and return it; clears the previous attempt's markers."""
+    for name in (PREEMPTED_FILE, TRAIN_START_FILE):
+        (run_dir / "adapter" / name).unlink(missing_ok=True)
+    checkpoint = last_checkpoint(run_dir / "adapter")
+    attempt = {"attempt": len(record.get("attempts", [])) + 1, "started_at": now(), "ended_at": None,
+               "status": "running", "exit_code": None, "host": platform.node(), "topology": topology,
+               "slurm": slurm_record(), "resume_from": str(checkpoint.relative_to(run_dir)) if checkpoint else None}
+    if checkpoint:
+        print(f"run {run_dir.name}: resuming from {checkpoint.name}")
+    record.setdefault("attempts", []).append(attempt)
+    record["status"] = "running"
+    return attempt
+
+
+def end(attempt: dict[str, Any], run_dir: Path, exit_code: int) -> str:
+    """Close ``attempt``: "succeeded", "preempted" (a checkpoint was saved for requeue) or "failed"."""
+    preempted = read_json(run_dir / "adapter" / PREEMPTED_FILE)
+    status = "succeeded" if exit_code == 0 else "preempted" if preempted else "failed"
+    attempt.update(ended_at=now(), status=status, exit_code=exit_code,
+                   train_start=read_json(run_dir / "adapter" / TRAIN_START_FILE), preempted=preempted)
+    return status

@@ -1,0 +1,93 @@
+"""Submit the pipeline to SLURM as dependent jobs: data, sft, merge, dpo, merge, eval (each --dependency=afterok).
+
+    python -m launch chain --slurm launch/clusters/h100-8x.yaml [--nodes 2] [--gpus-per-node 8 | --cpu-procs P]
+        [--sft RECIPE] [--dpo RECIPE] [--mixture data_prep/mixtures/default-v1.yaml | --no-data] [--dry-run]
+
+Run folders are made at submission, so the DPO run already names its SFT parent. A stage that fails
+records its reason in its run's manifest; SLURM then cancels every later job (--kill-on-invalid-dep),
+so nothing downstream runs. ``runs/chain-<time>/chain.json`` lists the jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from launch import slurm
+from launch.cli import parse_override
+from launch.cli import parser as stage_parser
+from launch.cli import submit as submit_stage
+from launch.distributed import topology
+from launch.records import write_json_atomic
+from launch.stage import StageRun, recipe_slug
+
+DEFAULT = Path("recipes/smollm2-135m/v1")
+
+
+def stage_args(*argv: str) -> argparse.Namespace:
+    """The stage CLI's arguments, as if typed."""
+    return stage_parser().parse_args(list(argv))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m launch chain", description=__doc__.splitlines()[0])
+    p.add_argument("--slurm", type=Path, required=True, metavar="CLUSTER.yaml")
+    p.add_argument("--sft", type=Path, default=DEFAULT / "sft.yaml")
+    p.add_argument("--dpo", type=Path, default=DEFAULT / "dpo.yaml")
+    p.add_argument("--mixture", type=Path, default=Path("data_prep/mixtures/default-v1.yaml"))
+    p.add_argument("--data-out", type=Path, default=Path("data/build/default-v1"))
+    p.add_argument("--no-data", action="store_true", help="skip the data job (the data is built already)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    p.add_argument("--nodes", type=int, default=1)
+    p.add_argument("--gpus-per-node", type=int)
+    p.add_argument("--cpu-procs", type=int)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="passed to both training stages")
+    p.add_argument("--dry-run", action="store_true")
+    args = p.parse_args(argv)
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    chain_dir = args.runs_dir / f"chain-{stamp}"
+    jobs: list[dict[str, str | None]] = []
+    after: list[str] = []
+
+    def record(stage: str, job_id: str | None, run: str | None) -> None:
+        jobs.append({"stage": stage, "job_id": job_id, "run": run})
+        after[:] = [job_id] if job_id else []
+
+    if not args.no_data:
+        job = slurm.Job(title=f"data: build {args.mixture}", job_name=f"data-{stamp}",
+                        command=["python", "-m", "data_prep", "build", str(args.mixture), "--out", str(args.data_out)],
+                        topology=topology(1, None, None), log_path=chain_dir / "slurm-data-%j.out",
+                        stop_file=chain_dir / ".stop", root=Path.cwd())
+        if not args.dry_run:
+            chain_dir.mkdir(parents=True, exist_ok=True)
+        record("data", slurm.submit(args.slurm, job, None, chain_dir / "sbatch-data.sh", args.dry_run), None)
+
+    topo = topology(args.nodes, args.gpus_per_node, args.cpu_procs)
+    flags = ["--slurm", str(args.slurm), "--runs-dir", str(args.runs_dir), "--skip-merge"]
+    flags += ["--dry-run"] if args.dry_run else []
+    # merge and eval take one node, with its GPUs when training has them
+    followup = ["--slurm", str(args.slurm), *(["--dry-run"] if args.dry_run else []),
+                *([f"--gpus-per-node={args.gpus_per_node}"] if args.gpus_per_node else [])]
+    parent = None
+    for stage, recipe in (("sft", args.sft), ("dpo", args.dpo)):
+        run_id = f"{stamp}-{stage}-{recipe_slug(recipe)}"
+        train = stage_args(stage, str(recipe), "--run-id", run_id, *flags, *(f"--after={a}" for a in after))
+        request = StageRun(stage=stage, recipe=recipe, runs_dir=args.runs_dir, run_id=run_id, parent=parent,
+                           overrides=dict(parse_override(kv) for kv in args.overrides), topology=topo, merge=False)
+        record(stage, submit_stage(train, request), run_id)
+        run_dir = args.runs_dir / run_id
+        merge = stage_args("merge", str(run_dir), *followup, *(f"--after={a}" for a in after))
+        record("merge", submit_stage(merge, None), run_id)
+        parent = run_dir
+    evaluate = stage_args("eval", str(parent), *followup, *(f"--after={a}" for a in after))
+    record("eval", submit_stage(evaluate, None), parent.name if parent else None)
+    if not args.dry_run:
+        write_json_atomic(chain_dir / "chain.json", {"cluster": str(args.slurm), "jobs": jobs})
+        print(f"chain: {len(jobs)} jobs, each after the one before; record in {chain_dir / 'chain.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Stages that work on an existing run folder: merge its adapter, or evaluate its merged model.
+
+    python -m launch merge runs/<id>     # Axolotl merge_lora: runs/<id>/adapter -> runs/<id>/merged/
+    python -m launch eval runs/<id>      # python -m eval run --model runs/<id> -> runs/<id>/eval/
+
+Each is recorded in the run's manifest under ``followups`` (step, times, exit code, log).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from launch import manifest
+from launch.records import write_json_atomic
+from launch.stage import run_logged, stage_env, step_command
+
+
+def command_for(stage: str, run_dir: Path) -> list[str]:
+    """The command a follow-up stage runs."""
+    if stage == "merge":
+        return step_command("merge", run_dir / "config.yaml", run_dir)
+    if stage == "eval":
+        return [sys.executable, "-m", "eval", "run", "--model", str(run_dir)]
+    raise ValueError(f"unknown follow-up stage {stage!r}")
+
+
+def run_followup(stage: str, run_dir: Path, root: Path) -> Path:
+    """Run ``stage`` on ``run_dir`` and record it; SystemExit names the log when it fails."""
+    if not (run_dir / manifest.MANIFEST).is_file():
+        raise SystemExit(f"{run_dir}: not a run folder (no {manifest.MANIFEST}); `{stage}` takes runs/<id>")
+    record = manifest.read(run_dir)
+    if record.get("status") != "succeeded":
+        raise SystemExit(f"{run_dir}: run is {record.get('status')}, {stage} needs a succeeded run")
+    if stage == "eval" and not (run_dir / "merged").is_dir():
+        raise SystemExit(f"{run_dir}: no merged/ model yet; run `python -m launch merge {run_dir}` first")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    log_name = f"logs/{stage}.log"
+    entry: dict[str, Any] = {"stage": stage, "started_at": manifest.now(), "log": log_name}
+    print(f"run {run_dir.name}: {stage} (log: {run_dir / log_name})")
+    code, tail = run_logged(command_for(stage, run_dir), run_dir / log_name, stage_env(config), root)
+    entry.update(ended_at=manifest.now(), exit_code=code, status="succeeded" if code == 0 else "failed")
+    if code != 0:
+        entry["log_tail"] = tail
+    elif stage == "merge":
+        shutil.rmtree(run_dir / "merged", ignore_errors=True)  # a requeued merge replaces a partial one
+        shutil.move(run_dir / "adapter" / "merged", run_dir / "merged")
+        record.setdefault("outputs", {})["merged"] = "merged"
+    record.setdefault("followups", []).append(entry)
+    write_json_atomic(run_dir / manifest.MANIFEST, record)
+    if code != 0:
+        raise SystemExit(f"run {run_dir.name}: {stage} failed with exit code {code}; see {run_dir / log_name}")
+    return run_dir
