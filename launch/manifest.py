@@ -85,7 +85,8 @@ def dataset_records(config: dict[str, Any], root: Path) -> list[dict[str, Any]]:
                 built_by = path.parent / MANIFEST  # a data_prep build folder records how the file was made
                 if built_by.is_file():
                     record["data_manifest"] = {"path": str(Path(ds["path"]).parent / MANIFEST),
-                                               "sha256": sha256_file(built_by)}
+                                               "sha256": sha256_file(built_by),
+                                               "mixture": json.loads(built_by.read_text()).get("mixture")}
             elif path.is_dir():
                 record.update(sha256_tree=sha256_tree(path))
             else:
