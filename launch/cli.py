@@ -86,6 +86,8 @@ def pin_base_model(args: argparse.Namespace, request: StageRun) -> dict | None:
         request.overrides["revision_of_model"] = pin["commit"]
     print(f"base model {pin['base_model']}: {pin['how']}" + (f" at {pin['commit']}" if pin["commit"] else "")
           + (f" ({pin['reason']})" if pin.get("reason") else ""), file=sys.stderr)
+    if pin["how"] == "unpinned" and not args.allow_unpinned:
+        print("a real submission refuses this without --allow-unpinned", file=sys.stderr)
     return pin
 
 
