@@ -25,19 +25,10 @@ from typing import Any
 
 from data_prep.convert import sidecar
 from data_prep.readers import read_jsonl
+from eval.benchmarks import TASKS as BENCHMARK_TASKS
 from launch.records import sha256_file, write_json_atomic, write_jsonl_atomic
 
-TASKS = (
-    "medmcqa",
-    "medqa_4options",
-    "pubmedqa",
-    "mmlu_anatomy",
-    "mmlu_clinical_knowledge",
-    "mmlu_college_biology",
-    "mmlu_college_medicine",
-    "mmlu_medical_genetics",
-    "mmlu_professional_medicine",
-)
+TASKS = tuple(BENCHMARK_TASKS)  # the nine benchmarks, from the one registry (eval/benchmarks)
 DEFAULT_N = 13  # as lm-evaluation-harness
 DEFAULT_MIN_QUESTION_WORDS = 8
 DEFAULT_MAX_ITEM_FREQUENCY = 5

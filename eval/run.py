@@ -32,6 +32,7 @@ from eval.lm_eval_tasks import (
     summarize,
 )
 from eval.prepare import prepare
+from launch import manifest
 from launch.manifest import MANIFEST, now
 from launch.records import atomic_writer, redact_text, secret_values, sha256_file, write_json_atomic
 
@@ -64,7 +65,7 @@ def resolve_model(spec: str | None, runs_dir: Path) -> tuple[str, Path | None]:
     if not (run / MANIFEST).is_file():
         return str(run.resolve()) if run.exists() else str(spec), None  # a local folder, or a hub id
     run = run.resolve()
-    status = json.loads((run / MANIFEST).read_text(encoding="utf-8")).get("status")
+    status = manifest.read(run).get("status")
     if status != "succeeded" or not (run / "merged").is_dir():
         raise SystemExit(f"{run}: run status is {status!r} and merged/ is "
                          f"{'there' if (run / 'merged').is_dir() else 'missing'}; only a finished run can be evaluated")

@@ -22,7 +22,7 @@ from launch import manifest, slurm
 from launch.distributed import Topology, topology
 from launch.pinning import resolve_base_model
 from launch.records import write_json_atomic
-from launch.stage import STAGE_PARENT, STAGE_STEPS, StageRun, open_run, recipe_slug, run_stage, set_dotted
+from launch.stage import STAGE_PARENT, STAGE_STEPS, StageRun, load_recipe, open_run, recipe_slug, run_stage
 
 FOLLOWUPS = ("merge", "eval")  # stages on an existing run folder (launch/followup.py)
 
@@ -77,10 +77,7 @@ def pin_base_model(args: argparse.Namespace, request: StageRun) -> dict | None:
     """
     if request.stage in STAGE_PARENT:
         return None
-    with open(request.recipe, encoding="utf-8") as handle:
-        config = yaml.safe_load(handle)
-    for key, value in request.overrides.items():
-        set_dotted(config, key, value)
+    config = load_recipe(request.recipe, request.overrides)
     pin = resolve_base_model(config, allow_unpinned=args.allow_unpinned or args.dry_run)
     if pin["how"] == "resolved":
         request.overrides["revision_of_model"] = pin["commit"]

@@ -84,12 +84,18 @@ def latest_run(runs_dir: Path, stage: str) -> Path:
     return max(done)[1]
 
 
+def load_recipe(recipe: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The recipe with the user's ``--set`` overrides applied."""
+    with open(recipe, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)
+    for key, value in overrides.items():
+        set_dotted(config, key, value)
+    return config
+
+
 def resolve_config(request: StageRun, run_dir: Path, parent: dict[str, Any] | None) -> dict[str, Any]:
     """The recipe with the user's overrides and the run folder's paths applied."""
-    with open(request.recipe, encoding="utf-8") as handle:
-        config = yaml.safe_load(handle)
-    for key, value in request.overrides.items():
-        set_dotted(config, key, value)
+    config = load_recipe(request.recipe, request.overrides)
     if parent is not None:
         config["base_model"] = str(Path(parent["path"]) / "merged")
     config["output_dir"] = str(run_dir / "adapter")

@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from launch import manifest
+
 HASH_BATCH_ROWS = 1000
 DEFAULT_STEPS = 10
 # Axolotl logs losses to four significant digits, so equal runs can differ by one unit in the last digit (< 1e-3).
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m launch.train_record", description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a run folder, e.g. runs/<run-id>")
     args = parser.parse_args(argv)
-    config = json.loads((args.run / "manifest.json").read_text())["config"]
+    config = manifest.read(args.run)["config"]
     json.dump(summarize(args.run, config, args.run / "logs/train.log"), sys.stdout, indent=2)
     sys.stdout.write("\n")
 

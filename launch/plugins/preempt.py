@@ -14,7 +14,6 @@ The batch script asks for a stop by touching the file named in ``LAUNCH_STOP_FIL
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -23,17 +22,12 @@ from pathlib import Path
 from axolotl.integrations.base import BasePlugin
 from transformers import TrainerCallback
 
+from launch.records import write_json_atomic
+
 LOG = logging.getLogger(__name__)
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: try again later
 PREEMPTED_FILE = "preempted.json"
 TRAIN_START_FILE = "train_start.json"
-
-
-def write_json(path: Path, obj: dict) -> None:
-    """Write a small JSON record atomically (rank 0 only)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class PreemptionCallback(TrainerCallback):
@@ -61,7 +55,7 @@ class PreemptionCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            write_json(Path(args.output_dir) / TRAIN_START_FILE,
+            write_json_atomic(Path(args.output_dir) / TRAIN_START_FILE,
                        {"global_step": state.global_step, "max_steps": state.max_steps})
         if state.global_step > 0:
             LOG.info("resuming at step %d of %d", state.global_step, state.max_steps)
@@ -82,7 +76,7 @@ class PreemptionCallback(TrainerCallback):
 
         if state.is_world_process_zero:
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            write_json(Path(args.output_dir) / PREEMPTED_FILE,
+            write_json_atomic(Path(args.output_dir) / PREEMPTED_FILE,
                        {"global_step": state.global_step, "checkpoint": str(checkpoint),
                         "reason": self.signal_name or "stop file"})
         if dist.is_available() and dist.is_initialized():
