@@ -8,7 +8,6 @@ Each is recorded in the run's manifest under ``followups`` (step, times, exit co
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import yaml
 
 from launch import manifest
 from launch.records import write_json_atomic
-from launch.stage import run_logged, stage_env, step_command
+from launch.stage import place_merged, run_logged, stage_env, step_command
 
 
 def command_for(stage: str, run_dir: Path) -> list[str]:
@@ -47,8 +46,7 @@ def run_followup(stage: str, run_dir: Path, root: Path) -> Path:
     if code != 0:
         entry["log_tail"] = tail
     elif stage == "merge":
-        shutil.rmtree(run_dir / "merged", ignore_errors=True)  # a requeued merge replaces a partial one
-        shutil.move(run_dir / "adapter" / "merged", run_dir / "merged")
+        place_merged(run_dir)  # a requeued merge replaces a partial one
         record.setdefault("outputs", {})["merged"] = "merged"
     record.setdefault("followups", []).append(entry)
     write_json_atomic(run_dir / manifest.MANIFEST, record)

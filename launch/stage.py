@@ -127,6 +127,12 @@ def step_command(step: str, config_path: Path, run_dir: Path, topology: Topology
     raise ValueError(f"unknown step {step!r}")
 
 
+def place_merged(run_dir: Path) -> None:
+    """Axolotl merges into ``adapter/merged``; the run keeps it at ``merged/``, replacing any earlier attempt's."""
+    shutil.rmtree(run_dir / "merged", ignore_errors=True)
+    shutil.move(run_dir / "adapter" / "merged", run_dir / "merged")
+
+
 def run_logged(command: list[str], log_path: Path, env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
     """Run ``command``, echoing its output and writing it, secrets redacted, to ``log_path``."""
     secrets = secret_values(env)
@@ -213,7 +219,7 @@ def run_stage(request: StageRun) -> Path:
             outputs["adapter"] = "adapter"
             record.update(train_record.summarize(run_dir, config, run_dir / log_name))  # for `launch reproduce`
         if step == "merge":
-            shutil.move(run_dir / "adapter" / "merged", run_dir / "merged")
+            place_merged(run_dir)
             outputs["merged"] = "merged"
 
     manifest.finish(run_dir, record, exit_code=0, error=None, outputs=outputs)
