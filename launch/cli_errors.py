@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -51,8 +52,10 @@ def one_line_errors(debug: bool = False) -> Iterator[None]:
     try:
         yield
     except SystemExit as err:
-        if debug or err.code is None or isinstance(err.code, int):
+        if err.code is None or isinstance(err.code, int):
             raise
+        if debug:
+            traceback.print_exc()
         print(describe(err), file=sys.stderr)
         raise SystemExit(INPUT_ERROR_EXIT) from None
     except KeyboardInterrupt as err:
