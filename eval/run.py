@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -209,6 +211,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.batch_size = str(CPU_BATCH_SIZE) if args.device == "cpu" else "auto"
     if any("=" not in kv for kv in args.model_args):
         parser.error("--model-args takes KEY=VALUE pairs")
+    if args.limit is not None and not (math.isfinite(args.limit) and args.limit > 0):
+        parser.error(f"--limit {args.limit}: expected a number of items (1 or more) or a fraction above 0")
+    if not re.fullmatch(r"auto(:[1-9]\d*)?|[1-9]\d*", args.batch_size):
+        parser.error(f"--batch-size {args.batch_size}: expected a whole number of at least 1, auto or auto:N")
     return args
 
 
