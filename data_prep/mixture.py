@@ -51,7 +51,7 @@ NUMBERS = {
 }
 DECONTAMINATE_NUMBERS = {
     "ngram": Range(1, whole=True),
-    "min_question_words": Range(0, whole=True),
+    "min_question_words": Range(1, whole=True),
     "max_item_frequency": Range(1, whole=True),
 }
 MAX_ROWS = Range(0, whole=True)
