@@ -5,11 +5,13 @@
     python -m data_prep build MIXTURE.yaml --out DIR [--tokenizer MODEL_DIR]
 
 INPUT is a .jsonl, .json or .parquet file, or hub:ORG/NAME@REVISION[:SPLIT].
+Bad input ends with one line naming the file, line or key (exit 2); --debug shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from data_prep import decontaminate
@@ -17,6 +19,7 @@ from data_prep.build import build
 from data_prep.convert import DEFAULT_MAX_REJECT_RATE, convert
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
+from launch.cli_errors import fraction, one_line_errors, split_debug
 
 
 def run_convert(args: argparse.Namespace) -> None:
@@ -40,6 +43,7 @@ def run_build(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    debug, argv = split_debug(sys.argv[1:] if argv is None else argv)
     sources = load_sources()
     listing = "\n".join(f"  {name:<14} {m.KIND}  {m.SUMMARY}" for name, m in sources.items())
     parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__.splitlines()[0])
@@ -56,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="system prompt added to rows without one (default: OpenBioLLM's, from its card)")
     system.add_argument("--no-system", dest="system", action="store_const", const=None,
                         help="add no system prompt")
-    conv.add_argument("--max-reject-rate", type=float, default=DEFAULT_MAX_REJECT_RATE,
+    conv.add_argument("--max-reject-rate", type=fraction, default=DEFAULT_MAX_REJECT_RATE,
                       help=f"fail when an input loses more than this share of rows (default {DEFAULT_MAX_REJECT_RATE})")
     conv.set_defaults(run=run_convert)
 
@@ -73,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     mix.set_defaults(run=run_build)
 
     args = parser.parse_args(argv)
-    args.run(args)
+    with one_line_errors(debug):
+        args.run(args)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
     python -m data_prep build data_prep/mixtures/default-v1.yaml --out data/build/default-v1
 
 Writes DIR/sft.jsonl, DIR/sft.validation.jsonl, DIR/dpo.jsonl, DIR/dpo.validation.jsonl,
-DIR/rejects.jsonl (every row left out, with its stage and reason) and, last, DIR/manifest.json.
+DIR/rejects.jsonl (every row left out, with its stage and reason) and, last, DIR/manifest.json, all into
+a staging folder first: a build that fails or is stopped leaves the previous build in DIR as it was.
 For every source: rows = kept + rejected + over cap + duplicate + contaminated.
 """
 
@@ -15,21 +16,21 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from data_prep.convert import DEFAULT_MAX_REJECT_RATE, check_reject_rate, convert_input
 from data_prep.decontaminate import BenchmarkIndex, decontaminate_rows, row_text
 from data_prep.dedup import NEAR_THRESHOLD, dedup
+from data_prep.mixture import check_mixture
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
 from data_prep.tokens import token_lengths, token_stats
-from launch.records import sha256_file, write_json_atomic, write_jsonl_atomic
+from launch.records import load_yaml, sha256_file, staged_outputs, write_json_atomic, write_jsonl_atomic
 
 MIXTURE_KEYS = {"name", "version", "seed", "system_prompt", "validation_fraction", "max_reject_rate",
                 "near_duplicate_threshold", "decontaminate", "tokenizer", "sequence_len", "sft", "dpo"}
 ENTRY_KEYS = {"source", "inputs", "max_rows"}
 DECONTAMINATE_KEYS = {"benchmarks", "ngram", "min_question_words", "max_item_frequency"}
 KINDS = ("sft", "dpo")
+OUTPUTS = [f"{kind}{part}.jsonl" for kind in KINDS for part in ("", ".validation")] + ["rejects.jsonl"]
 
 
 def check_keys(found: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -43,8 +44,8 @@ def check_keys(found: dict[str, Any], allowed: set[str], where: str) -> None:
 
 def load_mixture(path: Path) -> dict[str, Any]:
     """A mixture YAML, its keys checked."""
-    with open(path, encoding="utf-8") as handle:
-        mixture = yaml.safe_load(handle)
+    mixture = load_yaml(path)
+    check_mixture(mixture, path, load_sources())
     check_keys(mixture, MIXTURE_KEYS, str(path))
     check_keys(mixture.get("decontaminate") or {}, DECONTAMINATE_KEYS, f"{path}: decontaminate")
     for kind in KINDS:
@@ -103,6 +104,15 @@ def split(entries: list[dict[str, Any]], fraction: float, seed: int) -> tuple[li
 
 
 def build(mixture_path: Path, out: Path, tokenizer: Path | None = None) -> dict[str, Any]:
+    """Build the mixture into a staging folder, then move the whole set into ``out``; return the manifest.
+
+    A build that fails or is interrupted leaves the previous build in ``out`` as it was (``staged_outputs``).
+    """
+    with staged_outputs(out, "build", OUTPUTS, "manifest.json") as stage:
+        return build_files(mixture_path, stage, tokenizer)
+
+
+def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None) -> dict[str, Any]:
     """Build every kind of the mixture into ``out`` and return the manifest.
 
     With a tokenizer (the mixture's ``tokenizer``, or this argument), the manifest gives token-length

@@ -2,7 +2,8 @@
 
     python -m data_prep convert medmcqa dev.json --out data/build/medmcqa.jsonl
 
-Writes OUT.jsonl, OUT.rejects.jsonl and, last, OUT.manifest.json. For each input,
+Writes OUT.jsonl, OUT.rejects.jsonl and, last, OUT.manifest.json: into a staging folder beside OUT, then
+moved in together, so a failed or stopped run leaves the previous set as it was. For each input,
 rows in = kept + rejected. Re-running on the same inputs gives byte-identical files.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from data_prep.readers import HUB_PREFIX, RawRow, read_rows
 from data_prep.rows import Reject
-from launch.records import sha256_file, write_json_atomic, write_jsonl_atomic
+from launch.records import sha256_file, staged_outputs, write_json_atomic, write_jsonl_atomic
 
 DEFAULT_MAX_REJECT_RATE = 0.5
 
@@ -84,17 +85,22 @@ def convert(module: ModuleType, inputs: list[str], out: Path, system: str | None
         records.append(record)
 
     rejects_path, manifest_path = sidecar(out, "rejects.jsonl"), sidecar(out, "manifest.json")
-    write_jsonl_atomic(rejects_path, rejects)
-    check_reject_rate(module.NAME, records, max_reject_rate, f"nothing written to {out}, rejects in {rejects_path}")
-    write_jsonl_atomic(out, kept)
-    manifest = {
-        "source": module.NAME,
-        "kind": module.KIND,
-        "system_prompt": system,
-        "inputs": records,
-        "output": {"path": str(out), "sha256": sha256_file(out), "rows": len(kept)},
-        "rejects": {"path": str(rejects_path), "sha256": sha256_file(rejects_path), "rows": len(rejects),
-                    "by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items()))},
-    }
-    write_json_atomic(manifest_path, manifest)
+    # With no complete set before (no manifest), rejects of a stopped run go straight beside OUT, for inspection.
+    first = not manifest_path.exists()
+    owned = [out.name] if first else [out.name, rejects_path.name]
+    with staged_outputs(out.parent, out.name, owned, manifest_path.name) as stage:
+        rejects_file = rejects_path if first else stage / rejects_path.name
+        write_jsonl_atomic(rejects_file, rejects)
+        check_reject_rate(module.NAME, records, max_reject_rate, f"nothing written to {out}, rejects in {rejects_file}")
+        write_jsonl_atomic(stage / out.name, kept)
+        manifest = {
+            "source": module.NAME,
+            "kind": module.KIND,
+            "system_prompt": system,
+            "inputs": records,
+            "output": {"path": str(out), "sha256": sha256_file(stage / out.name), "rows": len(kept)},
+            "rejects": {"path": str(rejects_path), "sha256": sha256_file(rejects_file), "rows": len(rejects),
+                        "by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items()))},
+        }
+        write_json_atomic(stage / manifest_path.name, manifest)
     return manifest

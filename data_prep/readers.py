@@ -1,19 +1,21 @@
 """Read source rows from JSONL, JSON, Parquet, or a hub dataset at a pinned revision.
 
 Each row comes with where it was found (``line 12``, ``index 3``, ``key 21645374``) so a
-rejected row can be traced to its place. A JSONL line that is not JSON is a row with an error,
-not a crash.
+rejected row can be traced to its place. A JSONL line that is not JSON, not UTF-8, holds a lone
+surrogate or is nested too deeply is a row with an error, not a crash. A UTF-8 BOM is skipped.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 HUB_PREFIX = "hub:"
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a JSON \uD800-\uDFFF escape: half of a pair, or alone
 
 
 @dataclass
@@ -47,14 +49,38 @@ def read_hub(spec: str) -> Iterator[RawRow]:
 
 def read_jsonl(path: Path) -> Iterator[RawRow]:
     """Rows of a JSONL file; blank lines are skipped, malformed lines are rows with an error."""
-    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+    with open(path, encoding="utf-8-sig", errors="surrogateescape") as handle:
         for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield RawRow(str(path), f"line {number}", json.loads(line))
-            except json.JSONDecodeError as err:
-                yield RawRow(str(path), f"line {number}", line.rstrip("\n"), f"malformed JSON: {err.msg}")
+            if line.strip():
+                yield parse_line(str(path), f"line {number}", line)
+
+
+def parse_line(file: str, where: str, line: str) -> RawRow:
+    """One JSONL line as a row, or as a row with an error (kept as text the rejects file can hold)."""
+    text = line.rstrip("\n")
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError as err:  # undecodable bytes, carried as surrogate escapes
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return RawRow(file, where, text, f"not valid UTF-8 at character {err.start + 1}")
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        return RawRow(file, where, text, f"malformed JSON: {err.msg}")
+    except RecursionError:
+        return RawRow(file, where, text, "JSON nested too deeply to read")
+    if SURROGATE_ESCAPE.search(line) and not encodable(record):
+        return RawRow(file, where, text, "not valid UTF-8: a \\u escape of a lone surrogate")
+    return RawRow(file, where, record)
+
+
+def encodable(record: Any) -> bool:
+    """Whether ``record`` holds only text that UTF-8 can encode (no lone surrogate)."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_json(path: Path) -> Iterator[RawRow]:
@@ -63,7 +89,10 @@ def read_json(path: Path) -> Iterator[RawRow]:
     A ``.json`` file holding one object per line (MedMCQA's original release) is read as JSONL.
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8-sig")
+        data = json.loads(text)
+    except RecursionError:
+        raise SystemExit(f"{path}: JSON nested too deeply to read") from None
     except json.JSONDecodeError as err:
         if err.msg == "Extra data":
             yield from read_jsonl(path)
@@ -72,13 +101,18 @@ def read_json(path: Path) -> Iterator[RawRow]:
     except UnicodeDecodeError as err:
         raise SystemExit(f"{path}: not UTF-8 text: {err}") from err
     if isinstance(data, list):
-        for index, record in enumerate(data):
-            yield RawRow(str(path), f"index {index}", record)
+        rows = ((f"index {index}", record) for index, record in enumerate(data))
     elif isinstance(data, dict) and all(isinstance(v, dict) for v in data.values()):
-        for key, record in data.items():
-            yield RawRow(str(path), f"key {key}", {"__key__": key, **record})
+        rows = ((f"key {key}", {"__key__": key, **record}) for key, record in data.items())
     else:
         raise SystemExit(f"{path}: expected a JSON list of rows or an object of rows keyed by id")
+    check = SURROGATE_ESCAPE.search(text) is not None
+    for where, record in rows:
+        if check and not encodable(record):
+            safe = json.dumps(record, ensure_ascii=True)
+            yield RawRow(str(path), where, safe, "not valid UTF-8: a \\u escape of a lone surrogate")
+        else:
+            yield RawRow(str(path), where, record)
 
 
 def read_parquet(path: Path) -> Iterator[RawRow]:

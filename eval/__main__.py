@@ -3,6 +3,8 @@
     python -m eval prepare TASK INPUT... --out DIR     raw benchmark files -> DIR/<task>.jsonl + manifest
     python -m eval run --model PATH_OR_RUN [...]       lm-eval, zero-shot, on the local task YAMLs
     python -m eval report RESULTS... [--out report.md] a table against the model card, with a chart
+
+Bad input ends with one line naming the file or option (exit 2); --debug shows the traceback.
 """
 
 from __future__ import annotations
@@ -10,15 +12,18 @@ from __future__ import annotations
 import importlib
 import sys
 
+from launch.cli_errors import one_line_errors, split_debug
+
 COMMANDS = {"prepare": "eval.prepare", "run": "eval.run", "report": "eval.report"}
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    debug, argv = split_debug(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
         print(__doc__.strip())
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
-    importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+    with one_line_errors(debug):
+        importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
 
 
 if __name__ == "__main__":

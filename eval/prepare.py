@@ -20,7 +20,7 @@ from typing import Any
 from data_prep.readers import HUB_PREFIX
 from eval.benchmarks import TASKS, BenchmarkError, Task
 from launch.manifest import now
-from launch.records import sha256_file, write_json_atomic, write_jsonl_atomic
+from launch.records import sha256_file, staged_outputs, write_json_atomic, write_jsonl_atomic
 
 
 def task_table() -> str:
@@ -37,7 +37,10 @@ def input_record(spec: str) -> dict[str, Any]:
 
 
 def prepare(task: Task, inputs: list[str], out_dir: Path, allow_partial: bool = False) -> dict[str, Any]:
-    """Prepare one task from its raw inputs; write the rows, then the manifest; return the manifest."""
+    """Prepare one task from its raw inputs; write the rows, then the manifest; return the manifest.
+
+    Both are written into a staging folder and moved in together: a run that fails leaves the previous pair.
+    """
     for spec in inputs:
         if not spec.startswith(HUB_PREFIX) and not Path(spec).is_file():
             raise BenchmarkError(f"{spec}: no such file")
@@ -50,26 +53,26 @@ def prepare(task: Task, inputs: list[str], out_dir: Path, allow_partial: bool = 
     if partial and not allow_partial:
         raise BenchmarkError(f"{task.name}: expected {task.rows} rows ({task.split}), found {found} in "
                              f"{', '.join(inputs)}; nothing written (--allow-partial writes them anyway)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"{task.name}.jsonl"
-    write_jsonl_atomic(out, loaded.rows)
-    manifest = {
-        "task": task.name,
-        "lm_eval_task": task.lm_eval_task,
-        "schema": task.schema.NAME,
-        "split": task.split,
-        "expected_rows": task.rows,
-        "partial": partial,
-        "inputs": [input_record(spec) for spec in inputs],
-        "facts": loaded.facts,
-        "left_out": loaded.left_out,
-        "output": {"path": str(out), "sha256": sha256_file(out), "rows": found},
-        "started_at": started,
-        "ended_at": now(),
-        "command": ["python", "-m", "eval", "prepare", task.name, *inputs, "--out", str(out_dir)]
-        + (["--allow-partial"] if allow_partial else []),
-    }
-    write_json_atomic(out_dir / f"{task.name}.manifest.json", manifest)
+    out, manifest_name = out_dir / f"{task.name}.jsonl", f"{task.name}.manifest.json"
+    with staged_outputs(out_dir, task.name, [out.name], manifest_name) as stage:
+        write_jsonl_atomic(stage / out.name, loaded.rows)
+        manifest = {
+            "task": task.name,
+            "lm_eval_task": task.lm_eval_task,
+            "schema": task.schema.NAME,
+            "split": task.split,
+            "expected_rows": task.rows,
+            "partial": partial,
+            "inputs": [input_record(spec) for spec in inputs],
+            "facts": loaded.facts,
+            "left_out": loaded.left_out,
+            "output": {"path": str(out), "sha256": sha256_file(stage / out.name), "rows": found},
+            "started_at": started,
+            "ended_at": now(),
+            "command": ["python", "-m", "eval", "prepare", task.name, *inputs, "--out", str(out_dir)]
+            + (["--allow-partial"] if allow_partial else []),
+        }
+        write_json_atomic(stage / manifest_name, manifest)
     return manifest
 
 

@@ -67,9 +67,13 @@ def results_file(arg: str) -> Path:
 def load_run(path: Path) -> Run:
     """One results.json's summary: accuracy, standard error and item count per task."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as err:
         raise BadInput(f"{path}:{err.lineno}: not valid JSON: {err.msg}") from None
+    except UnicodeDecodeError as err:
+        raise BadInput(f"{path}: not UTF-8 text (byte {err.start}); is it a results.json?") from None
+    except RecursionError:
+        raise BadInput(f"{path}: JSON nested too deeply to read") from None
     summary = data.get("summary") if isinstance(data, dict) else None
     if not isinstance(summary, dict) or not isinstance(summary.get("tasks"), dict):
         raise BadInput(f"{path}: no summary.tasks object (the part `python -m eval run` writes)")

@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,8 @@ def resolve_model(spec: str | None, runs_dir: Path) -> tuple[str, Path | None]:
     """(model path or hub id, run folder when the model is a run's merged model)."""
     run = latest_model_run(runs_dir) if spec is None else Path(spec)
     if not (run / MANIFEST).is_file():
+        if not run.exists():
+            check_hub_id(str(spec))
         return str(run.resolve()) if run.exists() else str(spec), None  # a local folder, or a hub id
     run = run.resolve()
     status = manifest.read(run).get("status")
@@ -70,6 +74,16 @@ def resolve_model(spec: str | None, runs_dir: Path) -> tuple[str, Path | None]:
         raise SystemExit(f"{run}: run status is {status!r} and merged/ is "
                          f"{'there' if (run / 'merged').is_dir() else 'missing'}; only a finished run can be evaluated")
     return str(run / "merged"), run
+
+
+def check_hub_id(spec: str) -> None:
+    """Refuse a ``--model`` that is neither a folder here nor a hub id (``ORG/NAME``)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(spec)
+    except HFValidationError:
+        raise SystemExit(f"--model {spec}: no such folder, and not a hub id (ORG/NAME)") from None
 
 
 def model_args(args: argparse.Namespace, model: str) -> dict[str, Any]:
@@ -197,6 +211,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.batch_size = str(CPU_BATCH_SIZE) if args.device == "cpu" else "auto"
     if any("=" not in kv for kv in args.model_args):
         parser.error("--model-args takes KEY=VALUE pairs")
+    if args.limit is not None and not (math.isfinite(args.limit) and args.limit > 0):
+        parser.error(f"--limit {args.limit}: expected a number of items (1 or more) or a fraction above 0")
+    if not re.fullmatch(r"auto(:[1-9]\d*)?|[1-9]\d*", args.batch_size):
+        parser.error(f"--batch-size {args.batch_size}: expected a whole number of at least 1, auto or auto:N")
     return args
 
 

@@ -102,3 +102,92 @@ def redact(obj: Any, secrets: list[str]) -> Any:
     if isinstance(obj, str):
         return redact_text(obj, secrets)
     return obj
+
+
+YAML_MAX_BYTES = 1 << 20  # recipes, mixtures and cluster profiles are a few KiB
+YAML_MAX_NODES = 100_000  # values after aliases are expanded: a "billion laughs" bomb expands past this
+
+
+def load_yaml(path: Path, max_bytes: int = YAML_MAX_BYTES, max_nodes: int = YAML_MAX_NODES) -> Any:
+    """A YAML file through safe_load's constructors, or a one-line ``SystemExit`` naming the file and the reason.
+
+    Refused: a file over ``max_bytes``, one whose aliases expand past ``max_nodes`` values (a YAML bomb),
+    tags safe_load does not construct (``!!python/object``), text that is not UTF-8. A BOM is accepted.
+    """
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise SystemExit(f"{path}: {size} bytes, over the {max_bytes} a YAML file here may have")
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as err:
+        raise SystemExit(f"{path}: cannot read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise SystemExit(f"{path}: not UTF-8 text (byte {err.start})") from None
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and expanded_size(node, {}) > max_nodes:
+            raise SystemExit(f"{path}: its aliases expand to more than {max_nodes} values (a YAML bomb?)")
+        return None if node is None else loader.construct_document(node)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        raise SystemExit(f"{where}: not plain YAML: {err.problem or err.context}") from None
+    except yaml.YAMLError as err:
+        raise SystemExit(f"{path}: not plain YAML: {str(err).splitlines()[0]}") from None
+    except RecursionError:
+        raise SystemExit(f"{path}: nested too deeply to read") from None
+    finally:
+        loader.dispose()
+
+
+def expanded_size(node: Any, seen: dict[int, int]) -> int:
+    """How many values a composed YAML ``node`` holds with every alias expanded; shared nodes are measured once."""
+    import yaml
+
+    if id(node) not in seen:
+        seen[id(node)] = YAML_MAX_NODES ** 2  # a node inside itself (a recursive alias) expands without end
+        children = node.value if isinstance(node, yaml.SequenceNode) else (
+            [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else [])
+        seen[id(node)] = 1 + sum(expanded_size(child, seen) for child in children)
+    return seen[id(node)]
+
+
+@contextmanager
+def staged_outputs(folder: Path, label: str, owned: Iterable[str], manifest: str) -> Iterator[Path]:
+    """A fresh folder inside ``folder`` to write a set of outputs into; they replace the old set only on success.
+
+    On success the staged files move into ``folder``: the old ``manifest`` is removed first, files of
+    ``owned`` the new set lacks are removed, and the new manifest moves in last, so a reader (or make)
+    sees the previous complete set, or the new one, and never a manifest beside outputs it does not
+    describe. On an error or Ctrl-C nothing in ``folder`` changes; the error says where the partial output
+    is kept (an empty staging folder is removed).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{label}.partial-", dir=folder))
+    try:
+        yield stage
+    except BaseException as err:
+        kept = any(stage.iterdir())
+        if not kept:
+            stage.rmdir()
+        if isinstance(err, SystemExit) and isinstance(err.code, str):
+            if kept:
+                sep = "\n" if "\n" in err.code else "; "
+                raise SystemExit(f"{err.code}{sep}{folder}: previous output untouched, partial output kept in "
+                                 f"{stage}") from None
+            raise
+        err.add_note(f"{folder}: previous output untouched; "
+                     + (f"partial output kept in {stage}" if kept else "nothing was written"))
+        raise
+    (folder / manifest).unlink(missing_ok=True)
+    staged = {p.name for p in stage.iterdir()}
+    for name in sorted(staged - {manifest}):
+        os.replace(stage / name, folder / name)
+    for name in set(owned) - staged - {manifest}:
+        (folder / name).unlink(missing_ok=True)
+    if manifest in staged:
+        os.replace(stage / manifest, folder / manifest)
+    stage.rmdir()

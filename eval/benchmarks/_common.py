@@ -81,6 +81,8 @@ def convert_rows(raws: Iterable[RawRow], convert: Callable[[dict[str, Any]], dic
                 left_out[reason] = left_out.get(reason, 0) + 1
             continue
         rows.append(row)
+    if len(errors) == 1:
+        raise BenchmarkError(f"{errors[0]}; a bad benchmark row, nothing written")
     if errors:
         listed = "\n".join(errors[:MAX_LISTED_ERRORS])
         more = f"\n... and {len(errors) - MAX_LISTED_ERRORS} more" if len(errors) > MAX_LISTED_ERRORS else ""

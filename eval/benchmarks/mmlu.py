@@ -31,7 +31,7 @@ CSV_FIELDS = 6
 
 def read_csv(path: Path) -> Iterator[RawRow]:
     """Rows of a header-less MMLU CSV as records; a row without six fields is a row with an error."""
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
         start = 1
         for fields in reader:

@@ -33,8 +33,8 @@ def ground_truth(spec: str) -> dict[str, str] | None:
     if spec.startswith(HUB_PREFIX) or Path(spec).suffix != ".json" or not Path(spec).is_file():
         return None
     try:
-        data = json.loads(Path(spec).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = json.loads(Path(spec).read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return None  # the row reader reports it
     if not (isinstance(data, dict) and data and all(isinstance(v, str) for v in data.values())):
         return None
