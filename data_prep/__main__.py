@@ -4,12 +4,14 @@
     python -m data_prep decontaminate INPUT.jsonl --benchmarks DIR --out CLEAN.jsonl
     python -m data_prep build MIXTURE.yaml --out DIR [--tokenizer MODEL_DIR]
 
-INPUT is a .jsonl, .json or .parquet file, or hub:ORG/NAME@REVISION[:SPLIT].
+INPUT is a .jsonl, .json or .parquet file, or hub:ORG/NAME@REVISION[:[CONFIG/]SPLIT].
+Every command takes --quiet (no progress) and --verbose (third-party import noise too, launch/quiet.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from data_prep import decontaminate
@@ -17,6 +19,7 @@ from data_prep.build import build
 from data_prep.convert import DEFAULT_MAX_REJECT_RATE, convert
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
+from launch import progress, quiet
 
 
 def run_convert(args: argparse.Namespace) -> None:
@@ -40,6 +43,9 @@ def run_build(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv, verbose, silent = quiet.take_flags(sys.argv[1:] if argv is None else argv)
+    quiet.install(verbose)
+    progress.SHOW = not silent
     sources = load_sources()
     listing = "\n".join(f"  {name:<14} {m.KIND}  {m.SUMMARY}" for name, m in sources.items())
     parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__.splitlines()[0])

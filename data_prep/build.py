@@ -23,6 +23,7 @@ from data_prep.dedup import NEAR_THRESHOLD, dedup
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
 from data_prep.tokens import token_lengths, token_stats
+from launch.progress import track
 from launch.records import sha256_file, write_json_atomic, write_jsonl_atomic
 
 MIXTURE_KEYS = {"name", "version", "seed", "system_prompt", "validation_fraction", "max_reject_rate",
@@ -124,15 +125,17 @@ def build(mixture_path: Path, out: Path, tokenizer: Path | None = None) -> dict[
         if not mixture.get(kind):
             continue
         entries, left_out, sources = gather(kind, mixture[kind], mixture)
-        entries, duplicates = dedup(entries, mixture.get("near_duplicate_threshold", NEAR_THRESHOLD))
+        entries, duplicates = dedup(track(entries, f"{kind}: dedup"),
+                                    mixture.get("near_duplicate_threshold", NEAR_THRESHOLD))
         left_out += [removed(d, kind, "dedup", d["reason"], duplicate_of=d["duplicate_of"]) for d in duplicates]
         if index is not None:
-            entries, hits = decontaminate_rows(entries, index, text_of=lambda e: row_text(e["row"]))
+            entries, hits = decontaminate_rows(track(entries, f"{kind}: decontaminate"), index,
+                                               text_of=lambda e: row_text(e["row"]))
             left_out += [removed(h["row"], kind, "decontaminate", f"overlaps {h['task']} item {h['item_id']}",
                                  overlap=h["overlap"]) for h in hits]
         tokens, limit = None, mixture.get("sequence_len")
         if tokenizer is not None:
-            lengths = token_lengths([e["row"] for e in entries], tokenizer)
+            lengths = token_lengths(track([e["row"] for e in entries], f"{kind}: token lengths"), tokenizer)
             tokens = token_stats(lengths, tokenizer, limit)
             if limit:  # Axolotl would drop these silently; leave them out here, with the reason
                 left_out += [removed(e, kind, "length", f"{n} tokens is over sequence_len {limit}")

@@ -26,6 +26,7 @@ from typing import Any
 from data_prep.convert import sidecar
 from data_prep.readers import read_jsonl
 from eval.benchmarks import TASKS as BENCHMARK_TASKS
+from launch.progress import track
 from launch.records import sha256_file, write_json_atomic, write_jsonl_atomic
 
 TASKS = tuple(BENCHMARK_TASKS)  # the nine benchmarks, from the one registry (eval/benchmarks)
@@ -352,7 +353,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(str(err)) from err
     rows, wheres = read_chat_rows(args.input)
-    clean, contaminated = decontaminate_rows(rows, index, threshold=args.threshold)
+    clean, contaminated = decontaminate_rows(track(rows, "decontaminate"), index, threshold=args.threshold)
     contaminated = [{"where": wheres[record.pop("position")], **record} for record in contaminated]
     contaminated_path, manifest_path = sidecar(args.out, "contaminated.jsonl"), sidecar(args.out, "manifest.json")
     write_jsonl_atomic(contaminated_path, contaminated)
