@@ -17,6 +17,7 @@ from pathlib import Path
 from data_prep import decontaminate
 from data_prep.build import build
 from data_prep.convert import DEFAULT_MAX_REJECT_RATE, convert
+from data_prep.coverage import describe
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
 from launch import progress, quiet
@@ -38,6 +39,8 @@ def run_build(args: argparse.Namespace) -> None:
         if tokens.get("over_sequence_len"):
             print(f"  {tokens['over_sequence_len']} rows are longer than sequence_len {tokens['sequence_len']} "
                   "tokens: left out, see rejects.jsonl")
+    if "benchmarks" in manifest:
+        print(describe(manifest["benchmarks"]))
     rejects = manifest["rejects"]
     print(f"left out: {rejects['rows']} rows {rejects['by_stage']} -> {args.out / 'rejects.jsonl'}")
 

@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from data_prep.convert import DEFAULT_MAX_REJECT_RATE, check_reject_rate, convert_input
-from data_prep.decontaminate import BenchmarkIndex, decontaminate_rows, row_text
+from data_prep.coverage import coverage, load_index
+from data_prep.decontaminate import decontaminate_rows, row_text
 from data_prep.dedup import NEAR_THRESHOLD, dedup
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
@@ -29,7 +30,7 @@ from launch.records import sha256_file, write_json_atomic, write_jsonl_atomic
 MIXTURE_KEYS = {"name", "version", "seed", "system_prompt", "validation_fraction", "max_reject_rate",
                 "near_duplicate_threshold", "decontaminate", "tokenizer", "sequence_len", "sft", "dpo"}
 ENTRY_KEYS = {"source", "inputs", "max_rows"}
-DECONTAMINATE_KEYS = {"benchmarks", "ngram", "min_question_words", "max_item_frequency"}
+DECONTAMINATE_KEYS = {"benchmarks", "ngram", "min_question_words", "max_item_frequency", "allow_partial"}
 KINDS = ("sft", "dpo")
 
 
@@ -114,9 +115,10 @@ def build(mixture_path: Path, out: Path, tokenizer: Path | None = None) -> dict[
     settings = mixture.get("decontaminate") or {}
     index = None
     if settings:
-        index = BenchmarkIndex.from_folder(Path(settings["benchmarks"]), n=settings.get("ngram", 13),
-                                           min_question_words=settings.get("min_question_words", 8),
-                                           max_item_frequency=settings.get("max_item_frequency", 5))
+        index = load_index(Path(settings["benchmarks"]), settings.get("allow_partial", False),
+                           f"allow_partial: true under decontaminate in {mixture_path}", n=settings.get("ngram", 13),
+                           min_question_words=settings.get("min_question_words", 8),
+                           max_item_frequency=settings.get("max_item_frequency", 5))
     manifest: dict[str, Any] = {"mixture": {"path": str(mixture_path), "sha256": sha256_file(mixture_path),
                                             "name": mixture.get("name"), "version": mixture.get("version")},
                                 "system_prompt": system_prompt(mixture), "kinds": {}}
@@ -157,7 +159,7 @@ def build(mixture_path: Path, out: Path, tokenizer: Path | None = None) -> dict[
     if index is not None:
         manifest["benchmarks"] = {"path": str(settings["benchmarks"]), "keys": len(index.keys),
                                   "files": [{"task": task, "sha256": sha256_file(path)}
-                                            for task, path in index.files.items()]}
+                                            for task, path in index.files.items()], **coverage(index)}
     write_json_atomic(out / "manifest.json", manifest)
     return manifest
 
