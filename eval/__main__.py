@@ -1,6 +1,7 @@
 """The nine OpenBioLLM benchmarks through lm-evaluation-harness.
 
     python -m eval prepare TASK INPUT... --out DIR     raw benchmark files -> DIR/<task>.jsonl + manifest
+    python -m eval prepare --all --out DIR [--from RAW_DIR]   all nine: from the hub, or raw files found by name
     python -m eval run --model PATH_OR_RUN [...]       lm-eval, zero-shot, on the local task YAMLs
     python -m eval report RESULTS... [--out report.md] a table against the model card, with a chart
 
