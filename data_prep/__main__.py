@@ -4,8 +4,9 @@
     python -m data_prep decontaminate INPUT.jsonl --benchmarks DIR --out CLEAN.jsonl
     python -m data_prep build MIXTURE.yaml --out DIR [--tokenizer MODEL_DIR]
 
-INPUT is a .jsonl, .json or .parquet file, or hub:ORG/NAME@REVISION[:SPLIT].
+INPUT is a .jsonl, .json or .parquet file, or hub:ORG/NAME@REVISION[:[CONFIG/]SPLIT].
 Bad input ends with one line naming the file, line or key (exit 2); --debug shows the traceback.
+Every command takes --quiet (no progress) and --verbose (third-party import noise too, launch/quiet.py).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from pathlib import Path
 from data_prep import decontaminate
 from data_prep.build import build
 from data_prep.convert import DEFAULT_MAX_REJECT_RATE, convert
+from data_prep.coverage import describe
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
+from launch import progress, quiet
 from launch.cli_errors import fraction, one_line_errors, split_debug
 
 
@@ -38,12 +41,17 @@ def run_build(args: argparse.Namespace) -> None:
         if tokens.get("over_sequence_len"):
             print(f"  {tokens['over_sequence_len']} rows are longer than sequence_len {tokens['sequence_len']} "
                   "tokens: left out, see rejects.jsonl")
+    if "benchmarks" in manifest:
+        print(describe(manifest["benchmarks"]))
     rejects = manifest["rejects"]
     print(f"left out: {rejects['rows']} rows {rejects['by_stage']} -> {args.out / 'rejects.jsonl'}")
 
 
 def main(argv: list[str] | None = None) -> None:
     debug, argv = split_debug(sys.argv[1:] if argv is None else argv)
+    argv, verbose, silent = quiet.take_flags(argv)
+    quiet.install(verbose)
+    progress.SHOW = not silent
     sources = load_sources()
     listing = "\n".join(f"  {name:<14} {m.KIND}  {m.SUMMARY}" for name, m in sources.items())
     parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__.splitlines()[0])

@@ -17,18 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.convert import DEFAULT_MAX_REJECT_RATE, check_reject_rate, convert_input
-from data_prep.decontaminate import BenchmarkIndex, decontaminate_rows, row_text
+from data_prep.coverage import coverage, load_index
+from data_prep.decontaminate import decontaminate_rows, row_text
 from data_prep.dedup import NEAR_THRESHOLD, dedup
 from data_prep.mixture import check_mixture
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
 from data_prep.tokens import token_lengths, token_stats
+from launch.progress import track
 from launch.records import load_yaml, sha256_file, staged_outputs, write_json_atomic, write_jsonl_atomic
 
 MIXTURE_KEYS = {"name", "version", "seed", "system_prompt", "validation_fraction", "max_reject_rate",
                 "near_duplicate_threshold", "decontaminate", "tokenizer", "sequence_len", "sft", "dpo"}
 ENTRY_KEYS = {"source", "inputs", "max_rows"}
-DECONTAMINATE_KEYS = {"benchmarks", "ngram", "min_question_words", "max_item_frequency"}
+DECONTAMINATE_KEYS = {"benchmarks", "ngram", "min_question_words", "max_item_frequency", "allow_partial"}
 KINDS = ("sft", "dpo")
 OUTPUTS = [f"{kind}{part}.jsonl" for kind in KINDS for part in ("", ".validation")] + ["rejects.jsonl"]
 
@@ -123,9 +125,10 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None) ->
     settings = mixture.get("decontaminate") or {}
     index = None
     if settings:
-        index = BenchmarkIndex.from_folder(Path(settings["benchmarks"]), n=settings.get("ngram", 13),
-                                           min_question_words=settings.get("min_question_words", 8),
-                                           max_item_frequency=settings.get("max_item_frequency", 5))
+        index = load_index(Path(settings["benchmarks"]), settings.get("allow_partial", False),
+                           f"allow_partial: true under decontaminate in {mixture_path}", n=settings.get("ngram", 13),
+                           min_question_words=settings.get("min_question_words", 8),
+                           max_item_frequency=settings.get("max_item_frequency", 5))
     manifest: dict[str, Any] = {"mixture": {"path": str(mixture_path), "sha256": sha256_file(mixture_path),
                                             "name": mixture.get("name"), "version": mixture.get("version")},
                                 "system_prompt": system_prompt(mixture), "kinds": {}}
@@ -134,15 +137,17 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None) ->
         if not mixture.get(kind):
             continue
         entries, left_out, sources = gather(kind, mixture[kind], mixture)
-        entries, duplicates = dedup(entries, mixture.get("near_duplicate_threshold", NEAR_THRESHOLD))
+        entries, duplicates = dedup(track(entries, f"{kind}: dedup"),
+                                    mixture.get("near_duplicate_threshold", NEAR_THRESHOLD))
         left_out += [removed(d, kind, "dedup", d["reason"], duplicate_of=d["duplicate_of"]) for d in duplicates]
         if index is not None:
-            entries, hits = decontaminate_rows(entries, index, text_of=lambda e: row_text(e["row"]))
+            entries, hits = decontaminate_rows(track(entries, f"{kind}: decontaminate"), index,
+                                               text_of=lambda e: row_text(e["row"]))
             left_out += [removed(h["row"], kind, "decontaminate", f"overlaps {h['task']} item {h['item_id']}",
                                  overlap=h["overlap"]) for h in hits]
         tokens, limit = None, mixture.get("sequence_len")
         if tokenizer is not None:
-            lengths = token_lengths([e["row"] for e in entries], tokenizer)
+            lengths = token_lengths(track([e["row"] for e in entries], f"{kind}: token lengths"), tokenizer)
             tokens = token_stats(lengths, tokenizer, limit)
             if limit:  # Axolotl would drop these silently; leave them out here, with the reason
                 left_out += [removed(e, kind, "length", f"{n} tokens is over sequence_len {limit}")
@@ -164,7 +169,7 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None) ->
     if index is not None:
         manifest["benchmarks"] = {"path": str(settings["benchmarks"]), "keys": len(index.keys),
                                   "files": [{"task": task, "sha256": sha256_file(path)}
-                                            for task, path in index.files.items()]}
+                                            for task, path in index.files.items()], **coverage(index)}
     write_json_atomic(out / "manifest.json", manifest)
     return manifest
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from data_prep.readers import HUB_PREFIX, RawRow, read_rows
 from data_prep.rows import Reject
+from launch.progress import track
 from launch.records import sha256_file, staged_outputs, write_json_atomic, write_jsonl_atomic
 
 DEFAULT_MAX_REJECT_RATE = 0.5
@@ -40,7 +41,7 @@ def convert_input(module: ModuleType, spec: str, system: str | None) -> tuple[li
     except SystemExit as err:
         raise SystemExit(f"{spec}: {err}") from err
     kept, rejects = [], []
-    for raw in raws:
+    for raw in track(raws, f"{module.NAME}: convert {Path(spec).name}"):
         if raw.error is not None:
             rejects.append(reject_record(module.NAME, raw, raw.error))
             continue

@@ -26,6 +26,7 @@ from typing import Any
 from data_prep.convert import sidecar
 from data_prep.readers import read_jsonl
 from eval.benchmarks import TASKS as BENCHMARK_TASKS
+from launch.progress import track
 from launch.records import sha256_file, write_json_atomic, write_jsonl_atomic
 
 TASKS = tuple(BENCHMARK_TASKS)  # the nine benchmarks, from the one registry (eval/benchmarks)
@@ -338,6 +339,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-item-frequency", type=int, default=DEFAULT_MAX_ITEM_FREQUENCY,
                         help="a question or phrase that more benchmark items have is generic and never "
                              f"matches (default {DEFAULT_MAX_ITEM_FREQUENCY})")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="check against the benchmarks present in DIR (the manifest lists those not checked)")
     parser.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD,
                         help="keys a row must share with the benchmarks to be removed "
                              f"(default {DEFAULT_THRESHOLD})")
@@ -347,12 +350,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Decontaminate one file; write the clean rows, the contaminated records and the manifest (last)."""
     if args.threshold < 1:
         raise SystemExit("--threshold must be at least 1")
+    from data_prep.coverage import coverage, describe, load_index
+
     try:
-        index = BenchmarkIndex.from_folder(args.benchmarks, args.n, args.min_question_words, args.max_item_frequency)
+        index = load_index(args.benchmarks, args.allow_partial, n=args.n, min_question_words=args.min_question_words,
+                           max_item_frequency=args.max_item_frequency)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(str(err)) from err
     rows, wheres = read_chat_rows(args.input)
-    clean, contaminated = decontaminate_rows(rows, index, threshold=args.threshold)
+    clean, contaminated = decontaminate_rows(track(rows, "decontaminate"), index, threshold=args.threshold)
     contaminated = [{"where": wheres[record.pop("position")], **record} for record in contaminated]
     contaminated_path, manifest_path = sidecar(args.out, "contaminated.jsonl"), sidecar(args.out, "manifest.json")
     write_jsonl_atomic(contaminated_path, contaminated)
@@ -369,6 +375,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ngrams": len(index.keys) - index.questions,
             "whole_questions": index.questions,
             "generic_phrases": len(index.generic),
+            **coverage(index),
         },
         "output": {"path": str(args.out), "sha256": sha256_file(args.out), "rows": len(clean)},
         "contaminated": {"path": str(contaminated_path), "sha256": sha256_file(contaminated_path),
@@ -381,6 +388,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
           f"{len(contaminated)} contaminated in {contaminated_path}")
     for task, count in manifest["contaminated"]["by_task"].items():
         print(f"  {count:>6}  {task}")
+    print(describe(manifest["benchmarks"]))
     return manifest
 
 

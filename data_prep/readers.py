@@ -39,11 +39,15 @@ def parse_hub_spec(spec: str) -> tuple[str, str, str]:
 
 
 def read_hub(spec: str) -> Iterator[RawRow]:
-    """Rows of a hub dataset at a pinned revision, through ``datasets.load_dataset``."""
+    """Rows of a hub dataset at a pinned revision, through ``datasets.load_dataset``.
+
+    The split may name a config first, ``CONFIG/SPLIT`` (``hub:cais/mmlu@REV:anatomy/test``).
+    """
     from datasets import load_dataset
 
     name, revision, split = parse_hub_spec(spec)
-    for index, record in enumerate(load_dataset(name, revision=revision, split=split)):
+    config, _, split = split.rpartition("/")
+    for index, record in enumerate(load_dataset(name, config or None, revision=revision, split=split)):
         yield RawRow(spec, f"index {index}", record)
 
 
@@ -124,7 +128,7 @@ def read_parquet(path: Path) -> Iterator[RawRow]:
 
 
 def read_rows(spec: str) -> Iterator[RawRow]:
-    """Rows of one input: a local file by its suffix, or ``hub:ORG/NAME@REVISION[:SPLIT]``."""
+    """Rows of one input: a local file by its suffix, or ``hub:ORG/NAME@REVISION[:[CONFIG/]SPLIT]``."""
     if spec.startswith(HUB_PREFIX):
         return read_hub(spec)
     path = Path(spec)

@@ -2,11 +2,12 @@
 
     python -m eval prepare TASK INPUT... --out DIR [--allow-partial]
     python -m eval prepare pubmedqa ori_pqal.json test_ground_truth.json --out data/benchmarks
+    python -m eval prepare --all --out data/benchmarks [--from RAW_DIR]    all nine (eval/fetch.py)
 
 Writes DIR/<task>.jsonl (one item a line: id, question, text, and the fields the task YAML
 renders) and, last, DIR/<task>.manifest.json (inputs with sha256, rows read, kept and left
 out, the expected and written row counts). A row count other than the official one stops the
-run, naming both, unless --allow-partial. INPUT may be ``hub:ORG/NAME@REVISION[:SPLIT]``.
+run, naming both, unless --allow-partial. INPUT may be ``hub:ORG/NAME@REVISION[:[CONFIG/]SPLIT]``.
 ``python -m eval prepare --help`` lists the nine tasks and the raw files each reads.
 """
 
@@ -36,10 +37,12 @@ def input_record(spec: str) -> dict[str, Any]:
     return {"path": spec, "sha256": None if spec.startswith(HUB_PREFIX) else sha256_file(Path(spec))}
 
 
-def prepare(task: Task, inputs: list[str], out_dir: Path, allow_partial: bool = False) -> dict[str, Any]:
+def prepare(task: Task, inputs: list[str], out_dir: Path, allow_partial: bool = False,
+            source: dict[str, Any] | None = None) -> dict[str, Any]:
     """Prepare one task from its raw inputs; write the rows, then the manifest; return the manifest.
 
     Both are written into a staging folder and moved in together: a run that fails leaves the previous pair.
+    ``source`` (``prepare --all``) records where the inputs came from: the hub dataset and its commit, or the folder.
     """
     for spec in inputs:
         if not spec.startswith(HUB_PREFIX) and not Path(spec).is_file():
@@ -64,6 +67,7 @@ def prepare(task: Task, inputs: list[str], out_dir: Path, allow_partial: bool = 
             "expected_rows": task.rows,
             "partial": partial,
             "inputs": [input_record(spec) for spec in inputs],
+            **({"source": source} if source else {}),
             "facts": loaded.facts,
             "left_out": loaded.left_out,
             "output": {"path": str(out), "sha256": sha256_file(stage / out.name), "rows": found},
@@ -80,8 +84,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m eval prepare", description=__doc__.split("\n\n")[0],
         epilog=task_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", choices=list(TASKS), metavar="TASK", help="one of the nine tasks listed below")
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="raw files (or hub:ORG/NAME@REV[:SPLIT])")
+    parser.add_argument("task", nargs="?", choices=list(TASKS), metavar="TASK",
+                        help="one of the nine tasks listed below")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="raw files (or hub:ORG/NAME@REV[:[CONFIG/]SPLIT])")
+    parser.add_argument("--all", action="store_true", help="all nine: from the hub datasets lm-eval's tasks read, "
+                        "or with --from from raw files found by name (eval/fetch.py)")
+    parser.add_argument("--from", dest="raw", type=Path, metavar="RAW_DIR", help="with --all: a folder of raw files")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for <task>.jsonl")
     parser.add_argument("--allow-partial", action="store_true",
                         help="write a row count other than the official one (a subset, or fixtures)")
@@ -91,6 +99,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """``python -m eval prepare TASK INPUT... --out DIR``; returns the manifest."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.all or args.raw:
+        if args.task or not args.all:
+            raise SystemExit("--all prepares every task (with --from RAW_DIR: from raw files); name no TASK or INPUT")
+        from eval.fetch import prepare_all
+
+        return prepare_all(args.out, args.raw, args.allow_partial)
+    if not args.task or not args.inputs:
+        raise SystemExit("name a TASK and its INPUT files, or --all (python -m eval prepare --help)")
     manifest = prepare(TASKS[args.task], args.inputs, args.out, args.allow_partial)
     out = manifest["output"]
     note = f" (PARTIAL: the official split has {manifest['expected_rows']})" if manifest["partial"] else ""

@@ -44,7 +44,7 @@ PIPELINE_CHECK_BANNER = (
     "=" * 78 + "\n"
     "PIPELINE CHECK, NOT A BENCHMARK: no benchmark is prepared under {benchmarks}/, so this run uses the\n"
     "few bundled fixture items per task (eval/fixtures/). Its numbers only show that the pipeline works.\n"
-    "Prepare the real test sets with `python -m eval prepare TASK FILES... --out data/benchmarks`.\n" + "=" * 78
+    "Prepare all nine with `make benchmarks` (python -m eval prepare --all --out data/benchmarks).\n" + "=" * 78
 )
 
 

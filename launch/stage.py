@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from launch import attempts, manifest, train_record
+from launch import attempts, manifest, quiet, train_record
 from launch.distributed import Topology, train_command
 from launch.records import redact_text, secret_values, write_json_atomic
 
@@ -113,6 +113,8 @@ def stage_env(config: dict[str, Any]) -> dict[str, str]:
         env["WANDB_MODE"] = "disabled"
     elif not env.get("WANDB_API_KEY"):  # a recipe that logs to wandb logs offline until a key is set
         env.setdefault("WANDB_MODE", "offline")
+    if env.get("WANDB_MODE") != "disabled" and config.get("output_dir"):  # wandb/ lands in the run folder
+        env.setdefault("WANDB_DIR", str(Path(config["output_dir"]).resolve().parent))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 
@@ -134,7 +136,10 @@ def place_merged(run_dir: Path) -> None:
 
 
 def run_logged(command: list[str], log_path: Path, env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
-    """Run ``command``, echoing its output and writing it, secrets redacted, to ``log_path``."""
+    """Run ``command``, echoing its output and writing it, secrets redacted, to ``log_path``.
+
+    The log keeps every line; the terminal skips known third-party import noise unless --verbose (launch/quiet.py).
+    """
     secrets = secret_values(env)
     tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +149,8 @@ def run_logged(command: list[str], log_path: Path, env: dict[str, str], cwd: Pat
         assert proc.stdout is not None
         for line in proc.stdout:
             line = redact_text(line, secrets)
-            sys.stdout.write(line)
+            if not quiet.is_noise(line):
+                sys.stdout.write(line)
             log.write(line)
             tail.append(line.rstrip("\n"))
         return proc.wait(), list(tail)

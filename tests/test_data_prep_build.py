@@ -110,3 +110,25 @@ def test_cli_builds_the_default_mixture(tmp_path, tiny_llama3):
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "manifest.json").is_file() and "sft: sft.jsonl" in done.stdout
+
+
+def test_a_mixture_decontaminates_against_the_benchmarks_present_with_allow_partial(tmp_path):
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    for task in ("pubmedqa", "medqa_4options"):
+        (folder / f"{task}.jsonl").write_bytes((ROOT / f"data_prep/samples/benchmarks/{task}.jsonl").read_bytes())
+
+    def partial(mixture, allow=True):
+        mixture["decontaminate"]["benchmarks"] = str(folder)
+        mixture["decontaminate"]["allow_partial"] = allow
+        mixture.pop("tokenizer")
+        mixture.pop("dpo")
+
+    with pytest.raises(SystemExit, match=r"or pass allow_partial: true under decontaminate in .* to check against "
+                                         r"the 2 present"):
+        build(changed_mixture(tmp_path, lambda m: partial(m, allow=False)), tmp_path / "refused")
+    manifest = build(changed_mixture(tmp_path, partial), tmp_path / "out")
+    assert manifest["benchmarks"]["checked"] == ["medqa_4options", "pubmedqa"]
+    assert len(manifest["benchmarks"]["not_checked"]) == 7 and "medmcqa" in manifest["benchmarks"]["not_checked"]
+    planted = [r for r in read_jsonl(tmp_path / "out/rejects.jsonl") if r["stage"] == "decontaminate"]
+    assert sorted(r["reason"].split()[1] for r in planted) == ["medqa_4options", "pubmedqa"]

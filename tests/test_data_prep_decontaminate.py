@@ -589,3 +589,34 @@ def test_command_stops_with_a_message_when_a_benchmark_file_is_missing(tmp_path)
     with pytest.raises(SystemExit, match="no benchmark file for medmcqa, medqa_4options"):
         main([str(source), "--benchmarks", str(tmp_path / "missing"), "--out", str(tmp_path / "out.jsonl")])
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_allow_partial_checks_the_benchmarks_present_and_names_the_others(tmp_path, capsys):
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    shipped = Path(__file__).resolve().parents[1] / "data_prep/samples/benchmarks/pubmedqa.jsonl"
+    (folder / "pubmedqa.jsonl").write_bytes(shipped.read_bytes())
+    question = read_jsonl(folder / "pubmedqa.jsonl")[0]["question"]
+    source = write_jsonl(tmp_path / "train.jsonl", [chat("What causes scurvy?", "Vitamin C deficiency."),
+                                                    chat(question, "Yes.")])
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(SystemExit, match=r"no benchmark file for medmcqa, .*prepare them with `python -m eval "
+                                         r"prepare --all --out .*`.*or pass --allow-partial to check against the 1 "
+                                         r"present"):
+        main([str(source), "--benchmarks", str(folder), "--out", str(out)])
+    assert not out.exists()
+
+    manifest = main([str(source), "--benchmarks", str(folder), "--out", str(out), "--allow-partial"])
+    assert manifest["output"]["rows"] == 1 and manifest["contaminated"]["by_task"] == {"pubmedqa": 1}
+    assert manifest["benchmarks"]["checked"] == ["pubmedqa"]
+    assert manifest["benchmarks"]["not_checked"] == [task for task in TASKS if task != "pubmedqa"]
+    assert len(manifest["benchmarks"]["not_checked"]) == 8
+    assert json.loads((tmp_path / "out.manifest.json").read_text()) == manifest
+    assert "checked against 1 of 9 benchmarks: pubmedqa; NOT checked: medmcqa, medqa_4options" in \
+        capsys.readouterr().out
+
+
+def test_allow_partial_still_refuses_a_folder_without_any_benchmark(tmp_path):
+    source = write_jsonl(tmp_path / "train.jsonl", [chat("What causes scurvy?", "Vitamin C deficiency.")])
+    with pytest.raises(SystemExit, match=r"no benchmark file for medmcqa.*make benchmarks`\)$"):
+        main([str(source), "--benchmarks", str(tmp_path), "--out", str(tmp_path / "o.jsonl"), "--allow-partial"])

@@ -229,3 +229,23 @@ def test_report_reads_the_summary_eval_run_writes_from_lm_eval_results(tmp_path)
     assert ours["PubMedQA"] == "100.0 ± ? ‡ (n=1)"  # one item: no standard error to give, and it says so
     assert ours["MedMCQA"].startswith(f"{100 * HALF['medmcqa'] / 4183:.1f} ± ") and "n=" not in ours["MedMCQA"]
     assert ours["Avg"].endswith("± ?")  # an Avg over a cell without a standard error has none either
+
+
+def test_several_runs_go_side_by_side_in_one_table_and_one_chart(tmp_path, capsys):
+    from eval.report import chart_series, load_run
+
+    stages = {"base": 200, "sft": 250, "dpo": 300}  # PubMedQA items right out of 500
+    folders = []
+    for stage, right in stages.items():
+        folder = tmp_path / f"runs/20260101-{stage}"
+        write_results(folder / "eval", scores({**HALF, "pubmedqa": right}), run_id=folder.name)
+        folders.append(str(folder))
+    main([*folders, "--out", str(tmp_path / "compare.md")])
+    rows = table((tmp_path / "compare.md").read_text(encoding="utf-8"))
+    ours = [name for name in rows if name.endswith("(ours)")]
+    assert ours == [f"**20260101-{stage}** (ours)" for stage in stages]
+    assert [rows[name]["PubMedQA"].split(" ±")[0] for name in ours] == ["40.0", "50.0", "60.0"]
+    assert (tmp_path / "compare.png").is_file() and "compare.png" in capsys.readouterr().out
+    runs = [load_run(Path(f) / "eval/results.json") for f in folders]
+    labels = [label for label, _, _ in chart_series(runs, [])]
+    assert labels == [f"20260101-{stage} (ours)" for stage in stages]

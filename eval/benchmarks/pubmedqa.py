@@ -8,6 +8,9 @@ The split is stratified, not a slice of the file, so rows are picked by PMID, in
 truth's order, with its labels; a label that disagrees with the row's ``final_decision``, or a
 test PMID missing from the rows, stops the run. Without a ground-truth file every row is taken
 with its ``final_decision`` (a test split that is already cut, e.g. a hub copy; ids from ``pubid``).
+The authors' hub copy (qiaojin/PubMedQA, pqa_labeled: ``pubid``, ``question``, ``context.contexts``,
+``final_decision``) is read too; ``python -m eval prepare --all`` picks its test PMIDs with the shipped
+``eval/benchmarks/data/pubmedqa_test_ground_truth.json``.
 
 The prompt context is the ``CONTEXTS`` joined by newlines, as upstream lm-eval's ``pubmedqa``.
 """
@@ -50,6 +53,9 @@ def item(record: dict[str, Any], labels: dict[str, str] | None) -> dict[str, Any
     pmid = record.get("__key__", record.get("pubid", record.get("PUBMED_ID")))
     if labels is not None and str(pmid) not in labels:
         return None
+    if "QUESTION" not in record and isinstance(record.get("context"), dict):  # the hub copy, qiaojin/PubMedQA
+        record = {"QUESTION": record.get("question"), "CONTEXTS": record["context"].get("contexts"),
+                  "final_decision": record.get("final_decision")}
     for name in ("QUESTION", "CONTEXTS"):
         if name not in record:
             raise Reject(f"missing field {name!r}")
