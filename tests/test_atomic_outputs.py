@@ -104,7 +104,8 @@ def test_ctrl_c_during_a_build_leaves_the_previous_build_intact(previous_build, 
     out, before = previous_build
     ready = tmp_path / "ready"
     changed = mixture(tmp_path / "changed.yaml", fewer_sft_rows(tmp_path), DPO_DATA)
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(ready), "build", str(changed), "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(ready), "build", str(changed), "--out", str(out),
+                             "--quiet"],
                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
