@@ -9,6 +9,8 @@ Filtered by message, at its source, nothing else: a warning or log line we do no
                 torch.utils._pytree when torchao registers its enums) and the old ``_register_pytree_node``
                 FutureWarning
   transformers  the ``clean_up_tokenization_spaces`` notices (logging and FutureWarning)
+  bitsandbytes  "Failed to load CPU gemm_4bit_forward from kernels-community" (offline CPU runs: it falls back
+                to its bundled kernel)
 Axolotl's and lm-eval's own progress and logs are not touched. Standard library only: every CLI may import it.
 """
 
@@ -25,6 +27,8 @@ LOGGED_NOISE = (
     ("transformers.tokenization_utils_base", r"clean_up_tokenization"),
     ("transformers.tokenization_utils_tokenizers", r"clean_up_tokenization"),
     ("transformers.tokenization_python", r"clean_up_tokenization"),
+    # bitsandbytes on CPU, offline: it asks the hub for an optional kernel, then uses its own
+    ("bitsandbytes.backends.cpu.ops", r"Failed to load CPU \w+ from kernels-community"),
 )
 WARNED_NOISE = (r".*_register_pytree_node is deprecated", r".*clean_up_tokenization_spaces")
 LINE_NOISE = re.compile("|".join(f"(?:{pattern})" for _, pattern in LOGGED_NOISE) + r"|_register_pytree_node is "
