@@ -226,8 +226,7 @@ def check_recipe(recipe: Path, root: Path = ROOT, gpus: int | None = None,
     resolved, printed = resolved_problems(config, card_model(recipe), gpus, gpu, root) if not axolotl \
         else ([], [])
     found += resolved
-    problems = [f"{recipe}:{lines[key]}: {reason}" if key in lines else f"{recipe}: {reason}"
-                for key, reason in found]
+    problems = [f"{recipe}:{lines.get(key, 1)}: {reason}" if key else f"{recipe}: {reason}" for key, reason in found]
     if recipe.resolve().is_relative_to((root / "recipes").resolve()):
         problems += [f"{recipe}: {reason}" for reason in lock_problems(recipe, config, root)]
     return problems + [f"{recipe}: {reason}" for reason in axolotl], printed

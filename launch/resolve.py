@@ -210,7 +210,7 @@ def resolved_problems(config: dict[str, Any], model: str | None, gpus: int | Non
     """``(key, reason)`` for each problem Axolotl's resolution shows on ``gpus`` (default: the card's for an
     OpenBioLLM ``model``, else one), and the lines to print."""
     if gpus is None:
-        gpus, gpu = (CARD_DEVICES[model], CARD_GPU) if model else (1, gpu)
+        gpus, gpu = (CARD_DEVICES[model], gpu or CARD_GPU) if model else (1, gpu)
     base = str(config.get("base_model", ""))
     if model_folder(config, root) is None and base.startswith(("/", ".", "models/")):
         return [], [f"  not resolved: the local base model {base!r} is not built yet (make model)"]
