@@ -8,6 +8,7 @@
 #   make sft SLURM=launch/clusters/<name>.yaml NODES=2   submit to SLURM (make all SLURM=...: the whole chain)
 #   make reproduce RUN=runs/<id>  re-run a finished run from its manifest, compare -> runs/<time>-<stage>-<recipe>-repro/
 #   make test                     lint + the whole test suite (real Axolotl on a tiny model)
+#   make check-models             compare base_model_configs/ with the hub at the pinned revisions (online, HF_TOKEN)
 #   make sft RECIPE=recipes/<model>/v<N>/sft.yaml   any other recipe
 #   make help                     this list
 
@@ -113,6 +114,13 @@ test: lint
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# The base models' small config files that `launch check` resolves recipes with: compare them with the hub
+# (needs the network and HF_TOKEN for the gated Llama-3 repositories); `$(PY) -m launch.base_models --write`
+# replaces them.
+.PHONY: check-models
+check-models: $(STAMP)
+	HF_HUB_OFFLINE=0 $(PY) -m launch.base_models
 
 clean:
 	rm -rf runs

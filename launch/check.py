@@ -1,14 +1,21 @@
 """Check a recipe before it reaches a GPU: Axolotl's own validation, then ours. No GPU, no download.
 
-    python -m launch check recipes/openbiollm-70b/v1/sft.yaml [RECIPE ...]
+    python -m launch check recipes/openbiollm-70b/v2/sft.yaml [RECIPE ...] [--gpus N --gpu h100-80gb]
+    python -m launch check RECIPE --cluster launch/clusters/h100-8x.yaml [--nodes N]
 
-Our rules, on top of Axolotl's ``validate_config`` (which silently drops keys it does not know):
+Resolves each recipe offline as Axolotl will on the cluster (launch/resolve.py: its validate_config and
+normalize_config on the GPUs given, default the card's for OpenBioLLM, and its chat_template strategy on the
+base model's config files in base_model_configs/), prints what it resolves, and applies our rules:
+  axolotl    Axolotl accepts the recipe and logs no warning (a card-caused one is printed as acknowledged)
+  unread     no key that nothing reads in the recipe's stage (max_prompt_len in DPO, rl_beta in SFT)
+  turns      every assistant turn ends in an end-of-turn token that carries a label
   keys       every key, top level and in dataset entries, is one Axolotl's schema knows (else: "did you mean")
   datasets   every dataset path is an output of a mixture in data_prep/mixtures/ (data/build/<mixture>/<kind>.jsonl)
   base model a hub model names its revision (revision_of_model); a local folder is hashed into the manifest
   engine     a ``deepspeed`` config file exists
   lock       a released recipe (and the engine file it names) still has its sha256 in recipes/LOCK
-  card       the OpenBioLLM recipes carry the model card's published hyperparameters, exactly
+  card       the OpenBioLLM recipes carry the model card's published hyperparameters, exactly, and its
+             global batch: train_batch_size 12 x num_devices (8B: 1 GPU, 12; 70B: 8 GPUs, 96)
 Exit status 1 when any recipe has a problem; each problem names the file, the line and the reason.
 """
 
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -97,8 +105,11 @@ def axolotl_problems(config: dict[str, Any]) -> list[str]:
     from axolotl.utils.config import validate_config
     from axolotl.utils.dict import DictDefault
 
+    from launch.resolve import axolotl_warnings
+
     try:
-        validate_config(DictDefault(config))
+        with axolotl_warnings(1):  # its warnings are kept and reported by the resolution (launch/resolve.py)
+            validate_config(DictDefault(json.loads(json.dumps(config))))
     except Exception as err:  # pydantic's ValidationError, ValueError, ...: report whatever Axolotl refuses
         return [f"Axolotl's validation: {' '.join(str(err).split())}"]
     return []
@@ -143,9 +154,14 @@ def base_model_problems(config: dict[str, Any], root: Path) -> list[tuple[str, s
                            "that the launcher resolves to a commit at submission)")]
 
 
+def card_model(recipe: Path) -> str | None:
+    """The OpenBioLLM model a recipe reproduces, from its folder name (None: not an OpenBioLLM recipe)."""
+    return next((part for part in recipe.parts if part in CARD_BASE_MODEL), None)
+
+
 def card_problems(config: dict[str, Any], recipe: Path) -> list[tuple[str, str]]:
     """For an OpenBioLLM recipe: each card value that is missing or different."""
-    model = next((part for part in recipe.parts if part in CARD_BASE_MODEL), None)
+    model = card_model(recipe)
     if model is None:
         return []
     expected: dict[str, Any] = dict(CARD_ADAPTER)
@@ -187,39 +203,71 @@ def lock_problems(recipe: Path, config: dict[str, Any], root: Path) -> list[str]
     return found
 
 
-def check(recipe: Path, root: Path = ROOT) -> list[str]:
-    """Every problem with a recipe, as ``FILE:LINE: reason`` lines (empty when it passes)."""
+def check_recipe(recipe: Path, root: Path = ROOT, gpus: int | None = None,
+                 gpu: str | None = None) -> tuple[list[str], list[str]]:
+    """Every problem with a recipe, as ``FILE:LINE: reason`` lines, and what Axolotl resolves for it."""
     text = recipe.read_text(encoding="utf-8")
     try:
         config = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        return [f"{recipe}: not YAML: {' '.join(str(err).split())}"]
+        return [f"{recipe}: not YAML: {' '.join(str(err).split())}"], []
     if not isinstance(config, dict):
-        return [f"{recipe}:1: a recipe is a YAML mapping of Axolotl keys"]
+        return [f"{recipe}:1: a recipe is a YAML mapping of Axolotl keys"], []
+    from launch.resolve import resolved_problems, unread_keys
+
     lines = key_lines(text)
     found = unknown_keys(config) + dataset_problems(config, root) + base_model_problems(config, root)
     if config.get("deepspeed") and not (root / str(config["deepspeed"])).is_file():
         found.append(("deepspeed", f"deepspeed config {config['deepspeed']!r} does not exist"))
     found += card_problems(config, recipe)
-    problems = [f"{recipe}:{lines.get(key, 1)}: {reason}" for key, reason in found]
+    stage = "a DPO" if config.get("rl") else "an SFT"
+    found += [(key, f"{key}: nothing reads it in {stage} recipe: {why}") for key, why in unread_keys(config)]
+    axolotl = axolotl_problems(config)
+    resolved, printed = resolved_problems(config, card_model(recipe), gpus, gpu, root) if not axolotl \
+        else ([], [])
+    found += resolved
+    problems = [f"{recipe}:{lines.get(key, 1)}: {reason}" if key else f"{recipe}: {reason}" for key, reason in found]
     if recipe.resolve().is_relative_to((root / "recipes").resolve()):
         problems += [f"{recipe}: {reason}" for reason in lock_problems(recipe, config, root)]
-    return problems + [f"{recipe}: {reason}" for reason in axolotl_problems(config)]
+    return problems + [f"{recipe}: {reason}" for reason in axolotl], printed
+
+
+def check(recipe: Path, root: Path = ROOT, gpus: int | None = None, gpu: str | None = None) -> list[str]:
+    """Every problem with a recipe, as ``FILE:LINE: reason`` lines (empty when it passes)."""
+    return check_recipe(recipe, root, gpus, gpu)[0]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m launch check", description=__doc__.splitlines()[0])
+    from launch.resolve import CARD_GPU, GPU_KINDS
+
     parser.add_argument("recipes", nargs="+", type=Path, metavar="RECIPE", help="recipe YAML files")
+    parser.add_argument("--gpus", type=int, help="GPUs the job gets (default: the card's for OpenBioLLM, else 1)")
+    parser.add_argument("--gpu", choices=sorted(GPU_KINDS), default=None, help=f"GPU kind (default {CARD_GPU} "
+                        "with --gpus, --cluster or an OpenBioLLM recipe; else this machine, as on CPU)")
+    parser.add_argument("--cluster", type=Path, help="a cluster profile (launch/clusters/): its gpus_per_node")
+    parser.add_argument("--nodes", type=int, default=1, help="nodes, with --cluster (default 1)")
     args = parser.parse_args(argv)
+    gpus = args.gpus
+    if args.cluster is not None:
+        if not args.cluster.is_file():
+            raise SystemExit(f"cluster profile not found: {args.cluster}")
+        profile = yaml.safe_load(args.cluster.read_text(encoding="utf-8")) or {}
+        if not isinstance(profile.get("gpus_per_node"), int):
+            raise SystemExit(f"{args.cluster}: gpus_per_node must be a whole number")
+        gpus = profile["gpus_per_node"] * args.nodes
+    gpu = args.gpu or (CARD_GPU if gpus is not None else None)
     failed = 0
     for recipe in args.recipes:
         if not recipe.is_file():
             raise SystemExit(f"recipe not found: {recipe}")
-        problems = check(recipe)
+        problems, resolved = check_recipe(recipe, gpus=gpus, gpu=gpu)
         for problem in problems:
             print(problem)
         if not problems:
-            print(f"{recipe}: ok (Axolotl's validation, known keys, mixture datasets, pinned base model, lock, card)")
+            print(f"{recipe}: ok (Axolotl's resolution without warnings, every key read, end of turn trained, "
+                  "known keys, mixture datasets, pinned base model, lock, card)")
+        print("\n".join(resolved))
         failed += bool(problems)
     raise SystemExit(1 if failed else 0)
 

@@ -66,9 +66,20 @@ def memory(config: dict[str, Any], shape: est.Shape, engine: str, gpus: int, che
             "optimizer states": parts["optimizer"],
             "activations": est.activation_bytes(shape, tokens, rank, dropout, checkpointing),
             "logits and loss": est.logits_bytes(shape, tokens)}
+    if config.get("peft_trainable_token_indices"):
+        rows["trainable token rows"] = token_rows_bytes(config, shape)
     rows["overhead"] = est.overhead_bytes(sum(rows.values()))
     rows["total"] = sum(rows.values())
     return rows
+
+
+def token_rows_bytes(config: dict[str, Any], shape: est.Shape) -> float:
+    """PEFT trainable tokens (``peft_trainable_token_indices``): per wrapped matrix, each step builds the whole
+    bf16 matrix with the trained rows in place (an out-of-place index_copy, kept for the backward pass) and
+    its dense gradient, 2 x V x h x 2 bytes; the rows themselves and their optimizer states are negligible."""
+    indices = config.get("peft_trainable_token_indices")
+    layers = len(indices) if isinstance(indices, dict) else 1 if indices else 0
+    return layers * 2 * 2.0 * shape.vocab * shape.hidden
 
 
 def dataset_stats(folder: Path, kind: str) -> dict[str, Any]:

@@ -74,6 +74,13 @@ def test_published_rows_average_to_their_printed_avg_except_where_the_file_says_
     assert set(TASKS) == set(BENCHMARKS)  # the card's nine columns are the nine tasks `eval run` scores
 
 
+def test_published_med_palm_1_row_is_the_cards_and_averages_to_its_avg():
+    """The card prints Med-PaLM-1's MedQA as 67.6 and its Avg as 74.7 (a version from memory had 60.3, 73.66)."""
+    row = next(row for row in load_published()[1] if row.name.startswith("Med-PaLM-1"))
+    assert (row.cells["medqa_4options"], row.avg) == ("67.6", "74.7")
+    assert avg_agrees(row) and not row.avg_disagrees and not row.unsure
+
+
 @pytest.mark.parametrize(("printed", "n"), [
     ("93", 100), ("93.75", 272), ("78.162", 1273), ("74.014", 4183),  # exact or rounded k/n
     ("33.33", 3), ("66.67", 3), ("66.66", 3),  # 2/3 rounded up, and truncated

@@ -55,3 +55,21 @@ def test_an_unreleased_recipe_is_told_how_to_release(tmp_path):
 
 def test_lock_names_no_file_that_is_gone():
     assert all((ROOT / path).is_file() for path in read_lock(ROOT)), "recipes/LOCK names a deleted file"
+
+
+def test_each_new_version_says_in_the_changelog_what_the_one_before_got_wrong():
+    changelog = (ROOT / "recipes/CHANGELOG.md").read_text()
+    lines = changelog.replace("\n  ", " ").splitlines()  # one line per entry
+    entries = {line.split("`")[1]: line for line in lines if line.startswith("- `")}
+    for version in sorted({p.parent for p in RECIPES}):
+        number = int(version.name[1:])
+        if number > 1:
+            entry = entries[f"{version.parent.name}/{version.name}"]
+            assert f"v{number - 1}" in entry, entry  # names the version it fixes
+
+
+def test_released_v1_openbiollm_recipes_are_still_locked_beside_their_v2():
+    lock = read_lock(ROOT)
+    for model in ("openbiollm-8b", "openbiollm-70b"):
+        for version in ("v1", "v2"):
+            assert {f"recipes/{model}/{version}/sft.yaml", f"recipes/{model}/{version}/dpo.yaml"} <= set(lock)

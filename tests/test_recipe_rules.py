@@ -14,7 +14,11 @@ from helpers import ROOT
 from launch.check import check
 
 RECIPES = sorted((ROOT / "recipes").glob("*/v*/*.yaml"))
-SFT_70B = ROOT / "recipes/openbiollm-70b/v1/sft.yaml"
+LATEST = sorted(max((p for p in RECIPES if p.parts[-3] == model and p.name == name),
+                    key=lambda p: int(p.parent.name[1:])) for model, name in {(p.parts[-3], p.name) for p in RECIPES})
+SFT_70B = ROOT / "recipes/openbiollm-70b/v2/sft.yaml"
+DPO_70B = ROOT / "recipes/openbiollm-70b/v2/dpo.yaml"
+SFT_8B = ROOT / "recipes/openbiollm-8b/v2/sft.yaml"
 
 
 def variant(tmp_path: Path, edit, source: Path = SFT_70B) -> Path:
@@ -25,9 +29,71 @@ def variant(tmp_path: Path, edit, source: Path = SFT_70B) -> Path:
     return path
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_every_recipe_passes_launch_check(path):
+@pytest.mark.parametrize("path", LATEST, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_latest_recipe_passes_launch_check(path):
     assert check(path) == []
+
+
+def line_of(recipe: Path, start: str) -> int:
+    return next(n for n, text in enumerate(recipe.read_text().splitlines(), start=1) if text.startswith(start))
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("recipes/openbiollm-8b/v1/sft.yaml", ["Axolotl warns: EOS token '<|end_of_text|>' not found in chat_template",
+                                           "(<|eot_id|>) carries no label, so the model would not learn to stop"]),
+    ("recipes/openbiollm-8b/v1/dpo.yaml", [":46: max_prompt_len: nothing reads it in a DPO recipe"]),
+    ("recipes/openbiollm-70b/v1/dpo.yaml", [":46: max_prompt_len: nothing reads it in a DPO recipe",
+                                            "Axolotl warns: qlora + zero3 with use_reentrant: false may result in a "
+                                            "CheckpointError"]),
+    ("recipes/openbiollm-70b/v1/sft.yaml", ["Axolotl warns: Tokenizer does not have a pad_token"]),
+], ids=lambda value: value if isinstance(value, str) else "")
+def test_released_v1_recipes_are_refused_for_what_v2_fixes(path, expected):
+    problems = check(ROOT / path)
+    for text in expected:
+        assert any(text in problem for problem in problems), (text, problems)
+
+
+def test_dpo_recipe_with_max_prompt_len_is_refused_naming_key_line_and_why(tmp_path):
+    recipe = variant(tmp_path, lambda text: text.replace("\nsequence_len:", "\nmax_prompt_len: 512\nsequence_len:"),
+                     DPO_70B)
+    problems = check(recipe)
+    assert problems == [f"{recipe}:{line_of(recipe, 'max_prompt_len')}: max_prompt_len: nothing reads it in a DPO "
+                        "recipe: Axolotl 0.19 reads it nowhere on the DPO path (core/builders/rl.py passes "
+                        "sequence_len as TRL's max_length) and TRL 1.9's DPOConfig has no prompt limit"]
+
+
+def test_sft_recipe_with_rl_beta_is_refused_naming_key_line_and_why(tmp_path):
+    recipe = variant(tmp_path, lambda text: text.replace("\nseed:", "\nrl_beta: 0.1\nseed:"), SFT_8B)
+    (problem,) = check(recipe)
+    assert problem.startswith(f"{recipe}:{line_of(recipe, 'rl_beta')}: rl_beta: nothing reads it in an SFT recipe")
+    assert "core/builders/rl.py" in problem and "never builds" in problem
+
+
+def test_8b_recipe_on_eight_gpus_is_refused_as_off_card():
+    (problem,) = check(SFT_8B, gpus=8, gpu="h100-80gb")
+    assert "total batch 96 on 8 GPUs; the card trained 12 (train_batch_size 12 x num_devices 1)" in problem
+    assert check(SFT_70B, gpus=8, gpu="h100-80gb") == [] and check(SFT_8B, gpus=1, gpu="h100-80gb") == []
+
+
+def test_launch_check_prints_what_axolotl_resolves_for_the_latest_recipes():
+    done = subprocess.run([sys.executable, "-m", "launch", "check", str(SFT_8B), str(SFT_70B), str(DPO_70B)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "total batch 12 on 1 x h100-80gb; precision bf16 + tf32; attention flash_attention_2; engine one process" \
+        in out
+    assert "eos <|end_of_text|>; end-of-turn tokens ['<|eot_id|>']; after each assistant turn: <|eot_id|> trained, " \
+           "<|eot_id|> trained" in out
+    assert "total batch 96 on 8 x h100-80gb" in out
+    assert "engine DeepSpeed ZeRO-3; gradient checkpointing on, reentrant" in out
+    assert "total batch 128 on 8 x h100-80gb" in out and "engine DeepSpeed ZeRO-2" in out
+    assert "acknowledged Axolotl warning (the card's eval_batch_size 8 and train_batch_size 12)" in out
+
+
+def test_launch_check_takes_the_gpus_of_a_cluster_profile():
+    done = subprocess.run([sys.executable, "-m", "launch", "check", str(SFT_8B), "--cluster",
+                           "launch/clusters/h100-8x.yaml"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and "total batch 96 on 8 GPUs; the card trained 12" in done.stdout
 
 
 def test_misspelt_key_is_rejected_with_a_suggestion_and_its_line(tmp_path):

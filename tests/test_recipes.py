@@ -66,3 +66,35 @@ def test_gpu_recipe_uses_what_an_h100_offers_and_logs_to_wandb(path):
     assert config["gradient_checkpointing"] is True and config["optimizer"] == "adamw_bnb_8bit"
     assert config["wandb_project"] == path.parts[-3] and config["auto_resume_from_checkpoints"] is True
     assert config["chat_template"] == "llama3"
+
+
+def version(path: Path) -> int:
+    return int(path.parent.name[1:])
+
+
+LATEST_GPU = [max((p for p in GPU_RECIPES if p.parts[-3] == model and p.name == name), key=version)
+              for model, name in sorted({(p.parts[-3], p.name) for p in GPU_RECIPES})]
+
+
+@pytest.mark.parametrize("path", [p for p in LATEST_GPU if p.stem == "sft"], ids=lambda p: p.parts[-3])
+def test_latest_openbiollm_sft_names_eot_id_as_the_end_of_turn_and_trains_it(path):
+    config = load(path)
+    assert config["eot_tokens"] == ["<|eot_id|>"]
+    assert all(d["train_on_eos"] == "turn" and d["roles_to_train"] == ["assistant"]
+               for d in config["datasets"] + config["test_datasets"])
+    assert config["special_tokens"]["pad_token"] == "<|end_of_text|>"  # a pad token, never the end of turn
+
+
+@pytest.mark.parametrize("path", LATEST_GPU, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_latest_openbiollm_recipes_name_no_key_their_stage_leaves_unread(path):
+    config = load(path)
+    assert "max_prompt_len" not in config
+    assert ("rl_beta" in config) == (path.stem == "dpo") and ("eot_tokens" in config) == (path.stem == "sft")
+
+
+def test_latest_8b_sft_trains_the_untrained_chat_rows_and_merges_them():
+    config = load(max(ROOT.glob("recipes/openbiollm-8b/v*/sft.yaml"), key=version))
+    header, end_header, eot = 128006, 128007, 128009  # Llama-3's <|start_header_id|>, <|end_header_id|>, <|eot_id|>
+    assert config["peft_trainable_token_indices"] == {"embed_tokens": [header, end_header, eot], "lm_head": [eot]}
+    assert config["merge_method"] == "legacy"  # the default merge drops the rows (tests/test_token_rows.py)
+    assert "fix_untrained_tokens" not in config
