@@ -7,6 +7,7 @@
 #   make sft SLURM=launch/clusters/<name>.yaml NODES=2   submit to SLURM (make all SLURM=...: the whole chain)
 #   make reproduce RUN=runs/<id>  re-run a finished run from its manifest, compare -> runs/<time>-<stage>-<recipe>-repro/
 #   make test                     lint + the whole test suite (real Axolotl on a tiny model)
+#   make gpu-wheels               the wheels bench/gpu_check.py needs on a bare GPU machine -> .whl/ (docs/gpu-check.md)
 #   make sft RECIPE=recipes/<model>/v<N>/sft.yaml   any other recipe
 
 PYTHON_BOOT ?= python3
@@ -100,6 +101,12 @@ test: lint
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# cp312 manylinux wheels for the one-command GPU check (bench/gpu_check.py): prints them with sizes, fails when
+# they and the working tree exceed the device tool's 64 MiB.
+.PHONY: gpu-wheels
+gpu-wheels: $(STAMP)
+	$(PY) bench/gpu_wheels.py --dest .whl
 
 clean:
 	rm -rf runs
