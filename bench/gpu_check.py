@@ -13,9 +13,12 @@ Steps, in order, each with its own time limit, all under one overall budget (--b
     throughput   bench/gpu_throughput.py on a Llama-3-8B-shaped model, beside `launch plan`'s estimates
     zero3        a few steps under the 70B recipe's DeepSpeed ZeRO-3 config, one process (when deepspeed is there)
 
-After every step, OUT/results.json and OUT/results.md are rewritten whole, so a run cut short keeps what it
-measured. ``--cpu`` swaps what a CPU cannot run (bf16, tf32, 8-bit AdamW, flash attention, large shapes) for
-what it can, and results.json lists every such substitution.
+After every step, OUT/results.json, OUT/results.md and OUT/logs.txt (each step's log tail) are rewritten whole,
+so a run cut short keeps what it measured. Models, runs and full logs go to --work (default OUT/work; on the
+GPU machine give a folder outside $OUT, which brings back only a few small files).
+
+``--cpu`` swaps what a CPU cannot run (bf16, tf32, 8-bit AdamW, flash attention, large shapes) for what it
+can, and results.json lists every such substitution.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ STEPS = [("environment", 30, 120), ("sft", 110, 600), ("dpo", 110, 600), ("eval"
          ("throughput", 220, 600), ("zero3", 90, 300)]
 
 
+LOG_TAIL = 80
+
+
 class StepTimeout(Exception):
     """A step ran past its limit."""
 
@@ -49,8 +55,8 @@ class StepTimeout(Exception):
 class Check:
     """Runs the steps, keeps their results, and rewrites results.json and results.md after each."""
 
-    def __init__(self, out: Path, cpu: bool, budget: float):
-        self.out, self.cpu, self.work = out, cpu, out / "work"
+    def __init__(self, out: Path, cpu: bool, budget: float, work: Path | None = None):
+        self.out, self.cpu, self.work = out, cpu, work or out / "work"
         self.work.mkdir(parents=True, exist_ok=True)
         self.deadline = time.monotonic() + budget
         self.children: list[subprocess.Popen] = []
@@ -109,6 +115,10 @@ class Check:
         write_json_atomic(self.out / "results.json", self.results)
         with atomic_writer(self.out / "results.md") as handle:
             handle.write(markdown(self.results))
+        with atomic_writer(self.out / "logs.txt") as handle:  # each step's log tail, for a step that failed
+            for log in sorted(self.work.glob("*.log")):
+                lines = log.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL:]
+                handle.write(f"==> {log.name} (last {len(lines)} lines)\n" + "\n".join(lines) + "\n")
         print(f"[{name}] {entry['status']}" + (f" ({entry.get('reason') or entry.get('error')})"
                                                if entry.get("reason") or entry.get("error") else ""), flush=True)
 
@@ -148,9 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu", action="store_true", help="tiny shapes on CPU: a pipeline check")
     parser.add_argument("--budget", type=float, help=f"overall seconds (default {GPU_BUDGET_S} on GPU, "
                                                      f"{CPU_BUDGET_S} with --cpu)")
+    parser.add_argument("--work", type=Path, help="models, run folders and logs (default: OUT/work)")
     parser.add_argument("--steps", nargs="+", choices=[s[0] for s in STEPS], help="a subset, in order")
     args = parser.parse_args(argv)
-    check = Check(args.out.resolve(), args.cpu, args.budget or (CPU_BUDGET_S if args.cpu else GPU_BUDGET_S))
+    check = Check(args.out.resolve(), args.cpu, args.budget or (CPU_BUDGET_S if args.cpu else GPU_BUDGET_S),
+                  args.work.resolve() if args.work else None)
     for name, gpu_limit, cpu_limit in STEPS:
         if args.steps is None or name in args.steps:
             check.step(name, cpu_limit if args.cpu else gpu_limit, getattr(steps, name))

@@ -153,10 +153,14 @@ def build_model(check) -> Path:
         model = LlamaForCausalLM(config)
     (model if check.cpu else model.to(torch.bfloat16)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    parameters = sum(p.numel() for p in model.parameters())
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the training subprocesses need the GPU's memory, not this process
     names = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size",
              "vocab_size")
     check.results["model"] = {"config": {k: getattr(config, k) for k in names},
-                              "parameters": sum(p.numel() for p in model.parameters())}
+                              "parameters": parameters}
     return folder
 
 
