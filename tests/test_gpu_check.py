@@ -30,6 +30,14 @@ def test_the_newest_recipe_version_is_picked():
         gpu_throughput.latest_recipe("openbiollm-8b", "nope")
 
 
+def test_without_flash_attn_the_packed_benchmark_runs_sdpa_and_still_packs(tmp_path):
+    from axolotl.utils.config import validate_config
+    from axolotl.utils.dict import DictDefault
+
+    config = validate_config(DictDefault(gpu_throughput.bench_config("packed", tmp_path, 10, False, attention="sdpa")))
+    assert config.attn_implementation == "sdpa" and config.sample_packing is True and config.lora_r == 128
+
+
 def test_a_step_past_its_limit_is_stopped_with_its_subprocesses_and_recorded(tmp_path):
     check = gpu_check.Check(tmp_path, cpu=True, budget=60)
     marker = tmp_path / "still-running"
