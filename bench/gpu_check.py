@@ -41,8 +41,8 @@ from launch.records import atomic_writer, write_json_atomic  # noqa: E402
 GPU_BUDGET_S = 540  # the 9 minutes
 CPU_BUDGET_S = 1800  # two slow cores
 # (step, seconds on a GPU, seconds on CPU). A step starts only while the budget has its limit left (zero3: if it fits).
-STEPS = [("environment", 30, 120), ("sft", 110, 600), ("dpo", 110, 600), ("eval", 60, 300),
-         ("throughput", 220, 600), ("zero3", 90, 300)]
+STEPS = [("environment", 30, 120), ("sft", 130, 600), ("dpo", 120, 600), ("eval", 60, 300),
+         ("throughput", 200, 600), ("zero3", 90, 300)]
 
 
 LOG_TAIL = 80

@@ -81,6 +81,9 @@ def save_random_model(shape: Shape, folder: Path) -> None:
     with torch.device(device):
         model = LlamaForCausalLM(llama_config(shape)).to(torch.bfloat16)
     model.save_pretrained(folder)
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the trainer runs in another process and needs this memory
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.train_from_iterator(["random weights, random tokens"], trainers.BpeTrainer(
