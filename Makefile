@@ -9,6 +9,7 @@
 #   make reproduce RUN=runs/<id>  re-run a finished run from its manifest, compare -> runs/<time>-<stage>-<recipe>-repro/
 #   make test                     lint + the whole test suite (real Axolotl on a tiny model)
 #   make check-models             compare base_model_configs/ with the hub at the pinned revisions (online, HF_TOKEN)
+#   make gpu-wheels               the wheels bench/gpu_check.py needs on a bare GPU machine -> .whl/ (docs/gpu-check.md)
 #   make sft RECIPE=recipes/<model>/v<N>/sft.yaml   any other recipe
 #   make help                     this list
 
@@ -121,6 +122,12 @@ test-fast: $(STAMP)
 .PHONY: check-models
 check-models: $(STAMP)
 	HF_HUB_OFFLINE=0 $(PY) -m launch.base_models
+
+# cp312 manylinux wheels for the one-command GPU check (bench/gpu_check.py): prints them with sizes, fails when
+# they and the working tree exceed the device tool's 64 MiB.
+.PHONY: gpu-wheels
+gpu-wheels: $(STAMP)
+	$(PY) bench/gpu_wheels.py --dest .whl
 
 clean:
 	rm -rf runs

@@ -6,20 +6,25 @@
 The model is Llama-3-8B's architecture, randomly initialised from its config (no download), saved once
 in bf16 for Axolotl to load in 4 bits. The rows are pre-tokenized random token ids whose lengths follow a
 log-normal around --median-len tokens (clipped to the recipe's 1024), so padding costs what it would on
-real rows. Each mode runs ``python -m axolotl.cli.train`` on recipes/openbiollm-8b/v1/sft.yaml with:
+real rows. Each mode runs ``python -m axolotl.cli.train`` on the newest recipes/openbiollm-8b/v<N>/sft.yaml with:
 
-    packed  sample_packing + pad_to_sequence_len, attn_implementation flash_attention_2
+    packed  sample_packing + pad_to_sequence_len, attn_implementation flash_attention_2 (sdpa when flash-attn
+            is not installed: results.json says which)
     plain   Axolotl's defaults for both: no packing, its default attention
 
 ``bench/throughput_plugin.py`` (an Axolotl plugin, listed in each run's config) counts trained tokens (labels not
 -100) at every step, times the steps after --warmup, and writes tokens/s per GPU, MFU and peak memory to
 the JSON named by BENCH_RESULT. MFU = tokens/s x model FLOPs per token (launch/estimates.py, at the rows'
-mean length) / the GPU's dense bf16 peak. The figures go to docs/benchmarks.md by hand, with the card name.
+mean length) / the GPU's dense bf16 peak. Beside each figure: ``launch plan``'s estimate for the same settings
+(its assumed utilisation, at the rows' mean length), the measured / estimated ratio, and the utilisation the
+measurement implies (executed FLOPs / peak), the value for launch/plan.py's UTILISATION. The figures go to
+docs/benchmarks.md by hand, with the card name.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -31,9 +36,20 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from launch.estimates import MODELS, Shape, flops_per_token, lora_params  # noqa: E402
+from launch import plan  # noqa: E402
+from launch.estimates import GIB, MODELS, Shape, flops_per_token, lora_params  # noqa: E402
 
-RECIPE = ROOT / "recipes/openbiollm-8b/v1/sft.yaml"
+
+def latest_recipe(model: str, stage: str) -> Path:
+    """recipes/<model>/v<N>/<stage>.yaml with the highest N."""
+    versions = [p for p in (ROOT / "recipes" / model).glob("v*")
+                if p.name[1:].isdigit() and (p / f"{stage}.yaml").is_file()]
+    if not versions:
+        raise SystemExit(f"recipes/{model}/: no v<N>/{stage}.yaml")
+    return max(versions, key=lambda p: int(p.name[1:])) / f"{stage}.yaml"
+
+
+RECIPE = latest_recipe("openbiollm-8b", "sft")
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, from NVIDIA's data sheets
 TINY = Shape(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=160, vocab=512)
 MODES = {
@@ -65,6 +81,9 @@ def save_random_model(shape: Shape, folder: Path) -> None:
     with torch.device(device):
         model = LlamaForCausalLM(llama_config(shape)).to(torch.bfloat16)
     model.save_pretrained(folder)
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the trainer runs in another process and needs this memory
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.train_from_iterator(["random weights, random tokens"], trainers.BpeTrainer(
@@ -86,9 +105,11 @@ def write_rows(path: Path, rows: int, median: int, limit: int, vocab: int, seed:
     return float(lengths.mean())
 
 
-def bench_config(mode: str, work: Path, steps: int, tiny: bool) -> dict[str, Any]:
-    """The 8B recipe, pointed at the random model and rows, with the mode's packing and attention."""
-    config = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))
+def bench_config(mode: str, work: Path, steps: int, tiny: bool, recipe: Path = RECIPE,
+                 attention: str | None = None) -> dict[str, Any]:
+    """The 8B recipe, pointed at the random model and rows, with the mode's packing and attention (``attention``
+    replaces flash_attention_2 where flash-attn is not installed)."""
+    config = yaml.safe_load(recipe.read_text(encoding="utf-8"))
     for key in ("test_datasets", "revision_of_model", "wandb_project", "wandb_log_model", "sample_packing",
                 "pad_to_sequence_len", "attn_implementation", "evals_per_epoch", "save_steps", "save_total_limit",
                 "auto_resume_from_checkpoints"):
@@ -101,7 +122,27 @@ def bench_config(mode: str, work: Path, steps: int, tiny: bool) -> dict[str, Any
         config |= {"bf16": False, "tf32": False, "optimizer": "adamw_torch", "sample_packing": False,
                    "attn_implementation": "sdpa", "lora_r": 8, "lora_alpha": 16, "micro_batch_size": 2,
                    **{f"lora_{k}_kernel": False for k in ("mlp", "qkv", "o", "embedding")}}
+    elif attention and config.get("attn_implementation") == "flash_attention_2":
+        config["attn_implementation"] = attention  # sdpa packs too; results.json records the attention each mode ran
     return config
+
+
+def compare_with_plan(result: dict[str, Any], config: dict[str, Any], shape: Shape, mean: float) -> dict[str, Any]:
+    """``launch plan``'s estimates for the same settings beside the measurement, the ratios, and the utilisation
+    the measurement implies. Nothing on CPU (no GPU peak to compare with)."""
+    gpu = next((key for key in plan.GPUS if key.split("-")[0].upper() in result.get("gpu", "")), None)
+    if gpu is None or not result.get("tokens_per_s_per_gpu"):
+        return {}
+    peak = plan.GPUS[gpu][1]
+    n_lora = lora_params(shape, int(config["lora_r"]), config["lora_target_modules"])
+    flops = flops_per_token(shape, n_lora, round(mean), bool(config.get("gradient_checkpointing")), False)
+    estimated = plan.UTILISATION * peak / flops["hardware"]
+    memory = plan.memory(config, shape, "one GPU", 1, bool(config.get("gradient_checkpointing")))["total"] / GIB
+    measured = result["tokens_per_s_per_gpu"]
+    return {"plan_gpu": gpu, "estimated_tokens_per_s_per_gpu": estimated, "tokens_ratio": measured / estimated,
+            "estimated_mfu": estimated * flops["model"] / peak, "estimated_memory_gib": memory,
+            "memory_ratio": result["peak_reserved_gib"] / memory, "utilisation": measured * flops["hardware"] / peak,
+            "planner_utilisation": plan.UTILISATION}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -113,17 +154,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--tiny", action="store_true", help="a 2-layer model on CPU: checks the pipeline only")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--recipe", type=Path, default=RECIPE, help=f"default: the newest 8B SFT recipe "
+                                                                    f"({RECIPE.relative_to(ROOT)})")
     args = parser.parse_args(argv)
     shape = TINY if args.tiny else MODELS["llama-3-8b"]
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"model: {'tiny' if args.tiny else 'llama-3-8b'} shape, random weights -> {args.out / 'model'}")
     save_random_model(shape, args.out / "model")
-    recipe = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))
+    recipe = yaml.safe_load(args.recipe.read_text(encoding="utf-8"))
     mean = write_rows(args.out / "rows.jsonl", args.rows, args.median_len, int(recipe["sequence_len"]), shape.vocab)
     results: dict[str, Any] = {"shape": shape.__dict__, "mean_row_tokens": mean, "steps": args.steps,
-                               "warmup": args.warmup, "recipe": str(RECIPE.relative_to(ROOT))}
+                               "warmup": args.warmup, "recipe": str(args.recipe.resolve().relative_to(ROOT))}
     for mode in args.modes:
-        config = bench_config(mode, args.out, args.steps, args.tiny)
+        config = bench_config(mode, args.out, args.steps, args.tiny, args.recipe,
+                              None if importlib.util.find_spec("flash_attn") else "sdpa")
         (args.out / f"{mode}.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         env = {**os.environ, "BENCH_RESULT": str(args.out / f"{mode}.json"), "BENCH_WARMUP": str(args.warmup),
                "WANDB_MODE": "disabled", "AXOLOTL_DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1",
@@ -140,7 +184,10 @@ def main(argv: list[str] | None = None) -> None:
         peak = next((v for k, v in PEAK_BF16.items() if k in result.get("gpu", "")), None)
         if peak and result["tokens_per_s_per_gpu"]:
             result["mfu"] = result["tokens_per_s_per_gpu"] * per_token["model"] / peak
+        result |= {"attn_implementation": config.get("attn_implementation", "axolotl default"),
+                   **compare_with_plan(result, config, shape, mean)}
         results[mode] = result
+        (args.out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")  # each mode as it ends
         print(f"{mode}: {json.dumps(result)}")
     (args.out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     print(f"results: {args.out / 'results.json'}")
