@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import yaml
@@ -150,16 +151,14 @@ def submit(args: argparse.Namespace, request: StageRun | None) -> str | None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    if args.debug:
-        return run(args)
     try:
         run(args)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(InputError.exit_code) from None
-    except OSError as err:  # a runs dir that cannot be written, a file that vanished
-        print(f"error: {err.filename or ''}{': ' if err.filename else ''}{err.strerror or err} "
-              "(--debug shows the traceback)", file=sys.stderr)
+    except (InputError, OSError) as err:  # OSError: a runs dir that cannot be written, a file that vanished
+        if args.debug:
+            traceback.print_exc()
+        message = str(err) if isinstance(err, InputError) else \
+            f"{err.filename or ''}{': ' if err.filename else ''}{err.strerror or err} (--debug shows the traceback)"
+        print(f"error: {message}", file=sys.stderr)
         raise SystemExit(InputError.exit_code) from None
 
 

@@ -265,7 +265,7 @@ def run_logged(command: list[str], log_path: Path, env: dict[str, str], cwd: Pat
     secrets = secret_values(env)
     tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log:
+    with open(log_path, "w", encoding="utf-8", buffering=1) as log:  # line by line: the log shows each step live
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
                                 errors="replace", start_new_session=True,
                                 pass_fds=(lock.fd,) if lock and lock.fd is not None else ())
@@ -277,6 +277,7 @@ def run_logged(command: list[str], log_path: Path, env: dict[str, str], cwd: Pat
         for line in proc.stdout:
             line = redact_text(line, secrets)
             sys.stdout.write(line)
+            sys.stdout.flush()
             log.write(line)
             tail.append(line.rstrip("\n"))
         code = proc.wait()
