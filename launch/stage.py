@@ -31,7 +31,7 @@ import yaml
 from launch import attempts, manifest, train_record
 from launch.distributed import Topology, train_command
 from launch.errors import InputError
-from launch.records import redact_text, secret_values, write_json_atomic
+from launch.records import atomic_writer, redact_text, secret_values, write_json_atomic
 from launch.rundir import RunLock, check_run_id, create
 
 # Each stage is a list of Axolotl CLI steps, run in order on the resolved config.
@@ -155,8 +155,6 @@ def reattach(run_dir: Path, config: dict[str, Any]) -> None:
     """Rewrite ``config.yaml`` when the run folder was copied or moved since it was written."""
     if attach_paths(config, run_dir):
         print(f"run {run_dir.name}: the folder moved; config.yaml now points into {run_dir}")
-        from launch.records import atomic_writer
-
         with atomic_writer(run_dir / "config.yaml") as handle:
             yaml.safe_dump(config, handle, sort_keys=False)
 
@@ -274,12 +272,18 @@ def run_logged(command: list[str], log_path: Path, env: dict[str, str], cwd: Pat
         if lock is not None:
             lock.note(trainer_pid=proc.pid)
         assert proc.stdout is not None
-        for line in proc.stdout:
-            line = redact_text(line, secrets)
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            log.write(line)
-            tail.append(line.rstrip("\n"))
+        try:
+            for line in proc.stdout:
+                line = redact_text(line, secrets)
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                log.write(line)
+                tail.append(line.rstrip("\n"))
+        except BaseException:  # Ctrl-C without a Stopper, or the launcher broke: the step must not outlive it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+            raise
         code = proc.wait()
         deadline = time.monotonic() + GROUP_EXIT_WAIT_S
         while group_alive(proc.pid) and time.monotonic() < deadline:
