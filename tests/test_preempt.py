@@ -63,29 +63,48 @@ def assert_resumed_with_true_steps(run_dir: Path, first_status: str) -> None:
     assert {row["attempt"] for row in record["losses"] if row["step"] > resumed_at} == {len(record["attempts"])}
 
 
-@pytest.mark.parametrize("target", ["process group", "launcher", "trainer group"])
-def test_sigterm_checkpoints_and_the_same_command_resumes(tiny_llama3, small_data, tmp_path, target):
+@pytest.mark.parametrize(("target", "signum", "extra"), [
+    ("process group", signal.SIGTERM, []),
+    ("launcher", signal.SIGTERM, []),
+    ("trainer group", signal.SIGUSR1, []),
+    ("launcher", signal.SIGUSR1, ["--cpu-procs", "2"]),  # torchrun passes it on to both ranks
+])
+def test_a_stop_signal_checkpoints_and_the_same_command_resumes(tiny_llama3, small_data, tmp_path, target, signum,
+                                                                extra):
     runs_dir, run_id = tmp_path / "runs", "preempted"
-    proc = start(runs_dir, run_id, tiny_llama3, small_data["sft"])
+    proc = start(runs_dir, run_id, tiny_llama3, small_data["sft"], *extra)
     run_dir = runs_dir / run_id
     wait_for_steps(run_dir, proc, 2)
     if target == "process group":
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signum)
     elif target == "launcher":
-        os.kill(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, signum)
     else:
-        os.killpg(json.loads((run_dir / ".lock").read_text())["trainer_pid"], signal.SIGTERM)
+        os.killpg(json.loads((run_dir / ".lock").read_text())["trainer_pid"], signum)
     assert proc.wait(timeout=600) == 75
     record = manifest.read(run_dir)
     assert record["status"] == "preempted" and record["attempts"][0]["ended_at"]
     step = record["attempts"][0]["preempted"]["global_step"]
     assert 2 <= step < MAX_STEPS and (run_dir / f"adapter/checkpoint-{step}").is_dir()
     output = (tmp_path / f"{run_id}.out").read_text()
-    assert "DataLoader worker" not in output and "Traceback" not in output
+    assert "DataLoader worker" not in output
+    assert extra or "Traceback" not in output  # torchrun itself prints one for the signal it passed on
 
-    assert rerun(runs_dir, run_id, tiny_llama3, small_data["sft"]).returncode == 0, \
+    assert rerun(runs_dir, run_id, tiny_llama3, small_data["sft"], *extra).returncode == 0, \
         (tmp_path / f"{run_id}.out").read_text()[-3000:]
     assert_resumed_with_true_steps(run_dir, "preempted")
+
+
+def test_two_starts_together_get_two_run_folders(tmp_path, small_data):
+    """The issue's probe: two `launch sft` in the same second; the base model does not exist, so both stop early."""
+    command = [sys.executable, "-m", "launch", "sft", str(SFT_RECIPE), "--runs-dir", str(tmp_path / "runs"),
+               "--set", f"base_model={tmp_path}/no-such-model", "--set", f"datasets.0.path={small_data['sft']}"]
+    procs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outputs = [proc.communicate(timeout=600)[0] for proc in procs]
+    assert not any("FileExistsError" in out for out in outputs), outputs
+    folders = sorted((tmp_path / "runs").iterdir())
+    assert len(folders) == 2 and all(manifest.read(f)["status"] == "failed" for f in folders)
 
 
 def test_killed_run_is_recorded_lost_and_resumes(tiny_llama3, small_data, tmp_path):
