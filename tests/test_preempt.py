@@ -64,10 +64,10 @@ def assert_resumed_with_true_steps(run_dir: Path, first_status: str) -> None:
 
 
 @pytest.mark.parametrize(("target", "signum", "extra"), [
-    ("process group", signal.SIGTERM, []),
-    ("launcher", signal.SIGTERM, []),
-    ("trainer group", signal.SIGUSR1, []),
-    ("launcher", signal.SIGUSR1, ["--cpu-procs", "2"]),  # torchrun passes it on to both ranks
+    pytest.param("process group", signal.SIGTERM, [], id="SIGTERM-process-group"),
+    pytest.param("launcher", signal.SIGTERM, [], id="SIGTERM-launcher"),
+    pytest.param("trainer group", signal.SIGUSR1, [], id="SIGUSR1-trainer"),
+    pytest.param("launcher", signal.SIGUSR1, ["--cpu-procs", "2"], id="SIGUSR1-launcher-torchrun"),
 ])
 def test_a_stop_signal_checkpoints_and_the_same_command_resumes(tiny_llama3, small_data, tmp_path, target, signum,
                                                                 extra):
