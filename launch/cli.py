@@ -124,8 +124,9 @@ def submit(args: argparse.Namespace, request: StageRun | None) -> str | None:
         if request.run_id is not None:
             check_run_id(request.run_id)
         pin = pin_base_model(args, request)
-        if args.dry_run:
-            parent_record(request, pending_ok=True)
+        if args.dry_run:  # a chain's dry run names a parent run that no dry run has made
+            if request.parent is not None and request.parent.exists():
+                parent_record(request, pending_ok=True)
             run_id = request.run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{args.stage}-{recipe_slug(args.recipe)}"
             run_dir = args.runs_dir / run_id
         else:  # the folder stays locked until the submission is recorded (the job waits for it)

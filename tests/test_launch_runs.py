@@ -145,3 +145,12 @@ def test_only_secret_names_with_secret_looking_values_are_secrets():
               "note": "pushed with hf_abcdef123"}
     assert redact(config, secret_values(env)) == {**config, "hub_token": REDACTED, "wandb_api_key": REDACTED,
                                                   "note": f"pushed with {REDACTED}"}
+
+
+def test_a_chains_dry_run_names_a_parent_that_is_not_made_yet(tmp_path):
+    """The DPO stage of `launch chain --dry-run` names the SFT run the chain would make: not checked, not refused."""
+    result = subprocess.run([sys.executable, "-m", "launch", "chain", "--slurm", str(ROOT / "launch/clusters/"
+                             "local-test.yaml"), "--no-data", "--dry-run", "--runs-dir", str(tmp_path / "runs")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("#SBATCH --job-name=") == 5 and not (tmp_path / "runs").exists()
