@@ -36,7 +36,7 @@ from eval.lm_eval_tasks import (
 from eval.prepare import prepare
 from launch import manifest
 from launch.manifest import MANIFEST, now
-from launch.records import atomic_writer, redact_text, secret_values, sha256_file, write_json_atomic
+from launch.records import atomic_writer, redact, secret_values, sha256_file, write_json_atomic
 
 DEFAULT_BENCHMARKS = Path("data/benchmarks")
 CPU_BATCH_SIZE = 8
@@ -125,10 +125,10 @@ def select_benchmarks(args: argparse.Namespace, out: Path) -> tuple[Path, list[s
 
 
 def json_safe(obj: Any, secrets: list[str]) -> Any:
-    """``obj`` through JSON (lm-eval's own fallback for numpy and other values), secret values replaced."""
+    """``obj`` through JSON (lm-eval's own fallback for numpy and other values), then secrets redacted in the data."""
     from lm_eval.utils import handle_non_serializable
 
-    return json.loads(redact_text(json.dumps(obj, default=handle_non_serializable), secrets))
+    return redact(json.loads(json.dumps(obj, default=handle_non_serializable)), secrets)
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:

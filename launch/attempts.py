@@ -2,9 +2,11 @@
 
     python -m launch sft RECIPE --run-id ID   # in a requeued job: same folder, resumes from the last checkpoint
 
-A run is reopened only while its manifest says "queued" (submitted, not started), "preempted" (a
-checkpoint was saved for requeue) or "running" (the previous attempt was killed before it could say
-more). Each attempt records where it ran (host, SLURM job id, restart count, node list), the
+A run is reopened only while its manifest says "queued" (submitted, not started), "preempted" (stopped
+by a signal or the stop file, with a checkpoint when training had begun) or "lost". A "running" run whose
+lock nobody holds (launch/rundir.py) died without a word (SIGKILL, node loss): its attempt is recorded
+"lost" and the run resumes from its last checkpoint. Each attempt records where it ran (host, SLURM job id,
+restart count, node list), the
 checkpoint it resumed from and the step training started at (``train_start.json``, written by
 launch/plugins/preempt.py).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,10 +24,13 @@ from typing import Any
 from launch.manifest import now
 from launch.plugins import PLUGINS
 
-REOPENABLE = ("queued", "preempted", "running")
+REOPENABLE = ("queued", "preempted", "lost")
 PREEMPTED_EXIT = 75  # kept equal to launch.plugins.preempt.PREEMPTED_EXIT (that module imports Axolotl)
 PREEMPTED_FILE = "preempted.json"
 TRAIN_START_FILE = "train_start.json"
+STOP_FILE = ".stop"  # touched to ask every rank for a checkpoint (LAUNCH_STOP_FILE)
+# A step that died of one of these was stopped from outside, not broken: the run can resume.
+STOPPED_BY = {-signal.SIGTERM, -signal.SIGUSR1, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGUSR1}
 
 
 def launcher_settings(config: dict[str, Any]) -> None:
@@ -60,10 +66,21 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def mark_lost(record: dict[str, Any]) -> dict[str, Any] | None:
+    """A "running" run nobody holds: close its last attempt as "lost" and the run with it; return that attempt."""
+    record["status"] = "lost"
+    last = (record.get("attempts") or [None])[-1]
+    if last is not None and last.get("status") == "running":
+        last.update(status="lost", lost_noticed_at=now())
+        return last
+    return None
+
+
 def begin(record: dict[str, Any], run_dir: Path, topology: dict[str, Any]) -> dict[str, Any]:
     """Append a new attempt to ``record`` and return it; clears the previous attempt's markers."""
     for name in (PREEMPTED_FILE, TRAIN_START_FILE):
         (run_dir / "adapter" / name).unlink(missing_ok=True)
+    (run_dir / STOP_FILE).unlink(missing_ok=True)
     checkpoint = last_checkpoint(run_dir / "adapter")
     attempt = {"attempt": len(record.get("attempts", [])) + 1, "started_at": now(), "ended_at": None,
                "status": "running", "exit_code": None, "host": platform.node(), "topology": topology,
@@ -75,10 +92,14 @@ def begin(record: dict[str, Any], run_dir: Path, topology: dict[str, Any]) -> di
     return attempt
 
 
-def end(attempt: dict[str, Any], run_dir: Path, exit_code: int) -> str:
-    """Close ``attempt``: "succeeded", "preempted" (a checkpoint was saved for requeue) or "failed"."""
+def end(attempt: dict[str, Any], run_dir: Path, exit_code: int, stop: str | None = None) -> str:
+    """Close ``attempt``: "succeeded", "preempted" (stopped on request, checkpoint saved if training had begun)
+    or "failed". ``stop`` names the signal the launcher received during the step, if any."""
     preempted = read_json(run_dir / "adapter" / PREEMPTED_FILE)
-    status = "succeeded" if exit_code == 0 else "preempted" if preempted else "failed"
+    stopped = preempted or stop or exit_code in STOPPED_BY
+    status = "succeeded" if exit_code == 0 else "preempted" if stopped else "failed"
     attempt.update(ended_at=now(), status=status, exit_code=exit_code,
                    train_start=read_json(run_dir / "adapter" / TRAIN_START_FILE), preempted=preempted)
+    if stop:
+        attempt["stop_signal"] = stop
     return status

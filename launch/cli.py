@@ -7,6 +7,7 @@
     python -m launch merge runs/<id>     python -m launch eval runs/<id>     (also with --slurm)
 
 Each run lands in ``runs/<run-id>/`` with its config, adapter, merged model, logs and manifest.
+Bad input (a recipe, a ``--set`` key, a number, a run id) is one line and exit code 2; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -14,15 +15,28 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import yaml
 
 from launch import manifest, slurm
+from launch.cli_errors import positive_int
 from launch.distributed import Topology, topology
+from launch.errors import InputError
 from launch.pinning import resolve_base_model
 from launch.records import write_json_atomic
-from launch.stage import STAGE_PARENT, STAGE_STEPS, StageRun, load_recipe, open_run, recipe_slug, run_stage
+from launch.rundir import check_run_id
+from launch.stage import (
+    STAGE_PARENT,
+    STAGE_STEPS,
+    StageRun,
+    load_recipe,
+    open_run,
+    parent_record,
+    recipe_slug,
+    run_stage,
+)
 
 FOLLOWUPS = ("merge", "eval")  # stages on an existing run folder (launch/followup.py)
 
@@ -46,15 +60,16 @@ def parser() -> argparse.ArgumentParser:
                    metavar="KEY=VALUE", help="override a recipe value; dotted keys reach into lists and maps")
     p.add_argument("--slurm", type=Path, metavar="CLUSTER.yaml", help="submit to SLURM with this cluster profile "
                    "(launch/clusters/)")
-    p.add_argument("--nodes", type=int, default=1, help="nodes to train on (more than one needs --slurm)")
-    p.add_argument("--gpus-per-node", type=int, help="one training process per GPU")
-    p.add_argument("--cpu-procs", type=int, help="training processes per node on CPU (gloo)")
+    p.add_argument("--nodes", type=positive_int, default=1, help="nodes to train on (more than one needs --slurm)")
+    p.add_argument("--gpus-per-node", type=positive_int, help="one training process per GPU")
+    p.add_argument("--cpu-procs", type=positive_int, help="training processes per node on CPU (gloo)")
     p.add_argument("--dry-run", action="store_true", help="with --slurm: print the sbatch script, submit nothing")
     p.add_argument("--skip-merge", action="store_true", help="train only; merge later with `launch merge runs/<id>`")
     p.add_argument("--after", action="append", default=[], metavar="JOB_ID",
                    help="with --slurm: start after this job succeeds (--dependency=afterok)")
     p.add_argument("--allow-unpinned", action="store_true",
                    help="with --slurm: submit even when the base model's branch cannot be resolved to a commit")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     return p
 
 
@@ -91,34 +106,57 @@ def pin_base_model(args: argparse.Namespace, request: StageRun) -> dict | None:
 def submit(args: argparse.Namespace, request: StageRun | None) -> str | None:
     """Create (unless a dry run) the run folder and submit the stage as one SLURM job."""
     topo = request.topology if request else topology(1, args.gpus_per_node, None)  # follow-ups: one node
-    root = Path.cwd()
+    root, lock = Path.cwd(), None
     if request is None:  # merge or eval of an existing run
         run_dir, run_id = args.recipe, args.recipe.name
         title = f"{args.stage} of run {run_id}"
     else:
-        run_id = request.run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{args.stage}-{recipe_slug(args.recipe)}"
-        request.run_id, run_dir = run_id, args.runs_dir / run_id
-        title = f"{args.stage} of {args.recipe} as run {run_id}"
+        if request.run_id is not None:
+            check_run_id(request.run_id)
         pin = pin_base_model(args, request)
-        if not args.dry_run:
-            run_dir, _, record = open_run(request)
+        if args.dry_run:  # a chain's dry run names a parent run that no dry run has made
+            if request.parent is not None and request.parent.exists():
+                parent_record(request, pending_ok=True)
+            run_id = request.run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{args.stage}-{recipe_slug(args.recipe)}"
+            run_dir = args.runs_dir / run_id
+        else:  # the folder stays locked until the submission is recorded (the job waits for it)
+            run_dir, _, record, lock = open_run(request, submitting=True)
+            run_id = run_dir.name
             if pin is not None:
                 record["base_model_pin"] = pin
                 write_json_atomic(run_dir / manifest.MANIFEST, record)
-    if not args.dry_run:
-        (run_dir / "logs").mkdir(parents=True, exist_ok=True)  # sbatch does not create the --output folder
-    job = slurm.Job(title=title, job_name=f"{args.stage}-{run_id}"[:64], command=job_command(args, topo, run_id),
-                    topology=topo, log_path=run_dir / f"logs/slurm-{args.stage}-%j.out",
-                    stop_file=run_dir / ".stop", root=root, after=args.after,
-                    train_config=run_dir / "config.yaml" if request else None)
-    return slurm.submit(args.slurm, job, None if args.dry_run else run_dir,
-                        run_dir / f"sbatch-{args.stage}.sh", args.dry_run)
+        title = f"{args.stage} of {args.recipe} as run {run_id}"
+    try:
+        if not args.dry_run:
+            (run_dir / "logs").mkdir(parents=True, exist_ok=True)  # sbatch does not create the --output folder
+        job = slurm.Job(title=title, job_name=f"{args.stage}-{run_id}"[:64], command=job_command(args, topo, run_id),
+                        topology=topo, log_path=run_dir / f"logs/slurm-{args.stage}-%j.out",
+                        stop_file=run_dir / ".stop", root=root, after=args.after,
+                        train_config=run_dir / "config.yaml" if request else None)
+        return slurm.submit(args.slurm, job, None if args.dry_run else run_dir,
+                            run_dir / f"sbatch-{args.stage}.sh", args.dry_run)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    try:
+        run(args)
+    except (InputError, OSError) as err:  # OSError: a runs dir that cannot be written, a file that vanished
+        if args.debug:
+            traceback.print_exc()
+        message = str(err) if isinstance(err, InputError) else \
+            f"{err.filename or ''}{': ' if err.filename else ''}{err.strerror or err} (--debug shows the traceback)"
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(InputError.exit_code) from None
+
+
+def run(args: argparse.Namespace) -> None:
+    """Start or submit what ``args`` ask for."""
     if args.dry_run and not args.slurm:
-        raise SystemExit("--dry-run prints the sbatch script: it needs --slurm CLUSTER.yaml")
+        raise InputError("--dry-run prints the sbatch script: it needs --slurm CLUSTER.yaml")
     if args.stage in FOLLOWUPS:
         if args.slurm:
             submit(args, None)

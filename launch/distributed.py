@@ -39,7 +39,7 @@ def topology(nodes: int, gpus_per_node: int | None, cpu_procs: int | None) -> To
     """The topology the command line asks for; GPUs and CPU processes exclude each other."""
     if gpus_per_node and cpu_procs:
         raise SystemExit("--gpus-per-node and --cpu-procs exclude each other: GPUs run one process each")
-    if nodes < 1 or (gpus_per_node or 1) < 1 or (cpu_procs or 1) < 1:
+    if nodes < 1 or any(n is not None and n < 1 for n in (gpus_per_node, cpu_procs)):
         raise SystemExit("--nodes, --gpus-per-node and --cpu-procs take positive numbers")
     if gpus_per_node:
         return Topology(nodes, gpus_per_node, "gpu")

@@ -3,20 +3,22 @@
     python -m launch merge runs/<id>     # Axolotl merge_lora: runs/<id>/adapter -> runs/<id>/merged/
     python -m launch eval runs/<id>      # python -m eval run --model runs/<id> -> runs/<id>/eval/
 
-Each is recorded in the run's manifest under ``followups`` (step, times, exit code, log).
+Each is recorded in the run's manifest under ``followups`` (step, times, exit code, log). The run folder is
+locked meanwhile, and its config's own paths are set to where the folder is now: a copied run merges into the copy.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from launch import manifest
+from launch.errors import InputError
 from launch.records import write_json_atomic
-from launch.stage import place_merged, run_logged, stage_env, step_command
+from launch.rundir import RunLock
+from launch.stage import SLURM_LOCK_WAIT_S, place_merged, read_config, reattach, run_logged, stage_env, step_command
 
 
 def command_for(stage: str, run_dir: Path) -> list[str]:
@@ -31,17 +33,26 @@ def command_for(stage: str, run_dir: Path) -> list[str]:
 def run_followup(stage: str, run_dir: Path, root: Path) -> Path:
     """Run ``stage`` on ``run_dir`` and record it; SystemExit names the log when it fails."""
     if not (run_dir / manifest.MANIFEST).is_file():
-        raise SystemExit(f"{run_dir}: not a run folder (no {manifest.MANIFEST}); `{stage}` takes runs/<id>")
+        raise InputError(f"{run_dir}: not a run folder (no {manifest.MANIFEST}); `{stage}` takes runs/<id>")
+    lock = RunLock.acquire(run_dir, SLURM_LOCK_WAIT_S if "SLURM_JOB_ID" in os.environ else 0)
+    try:
+        return followup_locked(stage, run_dir, root, lock)
+    finally:
+        lock.release()
+
+
+def followup_locked(stage: str, run_dir: Path, root: Path, lock: RunLock) -> Path:
     record = manifest.read(run_dir)
     if record.get("status") != "succeeded":
-        raise SystemExit(f"{run_dir}: run is {record.get('status')}, {stage} needs a succeeded run")
+        raise InputError(f"{run_dir}: run is {record.get('status')}, {stage} needs a succeeded run")
     if stage == "eval" and not (run_dir / "merged").is_dir():
-        raise SystemExit(f"{run_dir}: no merged/ model yet; run `python -m launch merge {run_dir}` first")
-    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        raise InputError(f"{run_dir}: no merged/ model yet; run `python -m launch merge {run_dir}` first")
+    config = read_config(run_dir)
+    reattach(run_dir, config)
     log_name = f"logs/{stage}.log"
     entry: dict[str, Any] = {"stage": stage, "started_at": manifest.now(), "log": log_name}
     print(f"run {run_dir.name}: {stage} (log: {run_dir / log_name})")
-    code, tail = run_logged(command_for(stage, run_dir), run_dir / log_name, stage_env(config), root)
+    code, tail = run_logged(command_for(stage, run_dir), run_dir / log_name, stage_env(config), root, lock=lock)
     entry.update(ended_at=manifest.now(), exit_code=code, status="succeeded" if code == 0 else "failed")
     if code != 0:
         entry["log_tail"] = tail

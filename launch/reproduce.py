@@ -161,9 +161,11 @@ def environment_differences(record: dict[str, Any], root: Path) -> list[str]:
 def train_records(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     """A run's tokenized-dataset hash and losses: from its manifest, or from its folder for older or resumed runs.
 
-    A requeued run's manifest holds its last attempt's losses; its first steps are in the first attempt's log.
+    A requeued run's manifest holds every attempt's losses by global step (each entry names its attempt); older
+    requeued runs held only the last attempt's, so they are read again from the folder.
     """
-    if "losses" in record and len(record.get("attempts") or []) <= 1:
+    losses = record.get("losses")
+    if losses is not None and (len(record.get("attempts") or []) <= 1 or all("attempt" in x for x in losses)):
         return record
     return train_record.summarize(run_dir, record["config"], run_dir / "logs/train.log")
 

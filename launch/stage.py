@@ -5,10 +5,16 @@
 
 A run folder ``runs/<run-id>/`` gets ``config.yaml`` (the recipe as run), ``adapter/``,
 ``merged/``, ``logs/`` and ``manifest.json``. Axolotl does the work; we give it paths and keep records.
+
+The trainer runs in its own process group. A SIGTERM, SIGUSR1 or Ctrl-C to the launcher goes on to that
+group (outside SLURM, which signals every process of a job itself) and touches the run's stop file, then
+the launcher waits: the trainer saves a checkpoint, the run is recorded "preempted", and the same command
+with the same ``--run-id`` resumes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -24,7 +30,9 @@ import yaml
 
 from launch import attempts, manifest, quiet, train_record
 from launch.distributed import Topology, train_command
-from launch.records import redact_text, secret_values, write_json_atomic
+from launch.errors import InputError
+from launch.records import atomic_writer, redact_text, secret_values, write_json_atomic
+from launch.rundir import RunLock, check_run_id, create
 
 # Each stage is a list of Axolotl CLI steps, run in order on the resolved config.
 STAGE_STEPS = {
@@ -33,6 +41,10 @@ STAGE_STEPS = {
 }
 STAGE_PARENT = {"dpo": "sft"}  # a DPO run starts from an SFT run's merged model
 LOG_TAIL_LINES = 40
+RUN_PATHS = {"output_dir": "adapter", "dataset_prepared_path": "prepared"}  # the config keys inside the run folder
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+GROUP_EXIT_WAIT_S = 600  # after the trainer's first process exits, how long its group may take to follow
+SLURM_LOCK_WAIT_S = 60  # a job may start while its submitter still records the submission
 
 
 @dataclass
@@ -61,15 +73,24 @@ def recipe_slug(recipe: Path) -> str:
 
 
 def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``a.b.0.c`` in nested dicts and lists."""
-    *path, last = dotted.split(".")
+    """Set ``a.b.0.c`` in nested dicts and lists; InputError naming the key when the path does not fit."""
+    keys = dotted.split(".")
     node: Any = config
-    for key in path:
-        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
+    for depth, key in enumerate(keys):
+        where, last = ".".join(keys[:depth]) or "the recipe", depth == len(keys) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise InputError(f"--set {dotted}: {where} is a list of {len(node)} item(s); {key!r} is not an index "
+                                 f"in it (0 to {len(node) - 1})")
+            key = int(key)
+        elif not isinstance(node, dict):
+            raise InputError(f"--set {dotted}: {where} is {node!r}, not a mapping or a list")
+        elif not last:
+            node.setdefault(key, {})
+        if last:
+            node[key] = value
+        else:
+            node = node[key]
 
 
 def latest_run(runs_dir: Path, stage: str) -> Path:
@@ -85,9 +106,21 @@ def latest_run(runs_dir: Path, stage: str) -> Path:
 
 
 def load_recipe(recipe: Path, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The recipe with the user's ``--set`` overrides applied."""
-    with open(recipe, encoding="utf-8") as handle:
-        config = yaml.safe_load(handle)
+    """The recipe with the user's ``--set`` overrides applied; InputError naming the file when it cannot be one."""
+    try:
+        with open(recipe, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle)
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{recipe}: cannot read the recipe ({getattr(err, 'strerror', None) or err})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{recipe}:{mark.line + 1}" if mark else str(recipe)
+        raise InputError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    if not isinstance(config, dict):
+        found = "empty" if config is None else f"a {type(config).__name__}"
+        raise InputError(f"{recipe}: a recipe is a mapping of Axolotl settings; this file is {found}")
+    if not config.get("base_model"):
+        raise InputError(f"{recipe}: no base_model")
     for key, value in overrides.items():
         set_dotted(config, key, value)
     return config
@@ -98,10 +131,37 @@ def resolve_config(request: StageRun, run_dir: Path, parent: dict[str, Any] | No
     config = load_recipe(request.recipe, request.overrides)
     if parent is not None:
         config["base_model"] = str(Path(parent["path"]) / "merged")
-    config["output_dir"] = str(run_dir / "adapter")
-    config["dataset_prepared_path"] = str(run_dir / "prepared")
+    attach_paths(config, run_dir)
     attempts.launcher_settings(config)  # our Axolotl plugins (CPU placement, preemption) and auto-resume
     return config
+
+
+def attach_paths(config: dict[str, Any], run_dir: Path) -> bool:
+    """Point the config's run-folder paths at ``run_dir`` as it is now; True when they pointed elsewhere.
+
+    Axolotl reads ``output_dir`` relative to its working directory, the repository root, where the recipe's data
+    and model paths are too. So the run folder's own paths are set to where the folder is each time it is
+    opened: a copied or moved run folder writes into itself, never into the folder it was copied from.
+    """
+    moved = False
+    for key, name in RUN_PATHS.items():
+        path = run_dir / name
+        moved |= not config.get(key) or Path(str(config[key])).resolve() != path.resolve()
+        config[key] = str(path)
+    return moved
+
+
+def reattach(run_dir: Path, config: dict[str, Any]) -> None:
+    """Rewrite ``config.yaml`` when the run folder was copied or moved since it was written."""
+    if attach_paths(config, run_dir):
+        print(f"run {run_dir.name}: the folder moved; config.yaml now points into {run_dir}")
+        with atomic_writer(run_dir / "config.yaml") as handle:
+            yaml.safe_dump(config, handle, sort_keys=False)
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """A run folder's ``config.yaml``."""
+    return yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
 
 
 def stage_env(config: dict[str, Any]) -> dict[str, str]:
@@ -116,6 +176,10 @@ def stage_env(config: dict[str, Any]) -> dict[str, str]:
     if env.get("WANDB_MODE") != "disabled" and config.get("output_dir"):  # wandb/ lands in the run folder
         env.setdefault("WANDB_DIR", str(Path(config["output_dir"]).resolve().parent))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("PYTHONUNBUFFERED", "1")  # the log shows each step as it happens
+    # torchrun passes SIGUSR1 on to its workers like SIGTERM, and gives them time to write the checkpoint.
+    env.setdefault("TORCHELASTIC_SIGNALS_TO_HANDLE", "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1")
+    env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", str(GROUP_EXIT_WAIT_S))
     return env
 
 
@@ -135,63 +199,201 @@ def place_merged(run_dir: Path) -> None:
     shutil.move(run_dir / "adapter" / "merged", run_dir / "merged")
 
 
-def run_logged(command: list[str], log_path: Path, env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
-    """Run ``command``, echoing its output and writing it, secrets redacted, to ``log_path``.
+class Stopper:
+    """Signal handlers for the launcher while a run works: pass a stop request on to the trainer and wait.
 
+    The first SIGTERM, SIGUSR1 or SIGINT touches the stop file and is sent on to the running step's process
+    group (SIGINT as SIGTERM); outside SLURM only, since SLURM signals every process of the job itself. A
+    second SIGINT kills the group.
+    """
+
+    def __init__(self, run_id: str, stop_file: Path):
+        self.run_id, self.stop_file = run_id, stop_file
+        self.received: str | None = None
+        self.interrupts = 0
+        self.pgid: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def install(self) -> Stopper:
+        for signum in STOP_SIGNALS:
+            self.previous[signum] = signal.signal(signum, self.handle)
+        return self
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def handle(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        self.received = self.received or name
+        self.interrupts += signum == signal.SIGINT
+        forward = signal.SIGKILL if self.interrupts > 1 else signal.SIGTERM if signum == signal.SIGINT else signum
+        print(f"run {self.run_id}: {name}: asking the trainer for a checkpoint, waiting for it"
+              + (" (Ctrl-C again to kill it)" if signum == signal.SIGINT and self.interrupts == 1 else ""), flush=True)
+        self.stop_file.touch()
+        if self.pgid is not None and (forward == signal.SIGKILL or "SLURM_JOB_ID" not in os.environ):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pgid, forward)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether process group ``pgid`` still has a live (not zombie) process."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def run_logged(command: list[str], log_path: Path, env: dict[str, str], cwd: Path, stopper: Stopper | None = None,
+               lock: RunLock | None = None) -> tuple[int, list[str]]:
+    """Run ``command`` in its own process group, echoing its output and writing it, secrets redacted, to ``log_path``.
+
+    The run's lock passes to the command, so the run stays locked while any of its processes lives. When the
+    first process exits, the rest of its group (a torchrun's workers, their DataLoader workers) is waited for.
     The log keeps every line; the terminal skips known third-party import noise unless --verbose (launch/quiet.py).
     """
     secrets = secret_values(env)
     tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log:
+    with open(log_path, "w", encoding="utf-8", buffering=1) as log:  # line by line: the log shows each step live
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
-                                errors="replace")
+                                errors="replace", start_new_session=True,
+                                pass_fds=(lock.fd,) if lock and lock.fd is not None else ())
+        if stopper is not None:
+            stopper.pgid = proc.pid
+        if lock is not None:
+            lock.note(trainer_pid=proc.pid)
         assert proc.stdout is not None
-        for line in proc.stdout:
-            line = redact_text(line, secrets)
-            if not quiet.is_noise(line):
-                sys.stdout.write(line)
-            log.write(line)
-            tail.append(line.rstrip("\n"))
-        return proc.wait(), list(tail)
+        try:
+            for line in proc.stdout:
+                line = redact_text(line, secrets)
+                if not quiet.is_noise(line):
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+                log.write(line)
+                tail.append(line.rstrip("\n"))
+        except BaseException:  # Ctrl-C without a Stopper, or the launcher broke: the step must not outlive it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+            raise
+        code = proc.wait()
+        deadline = time.monotonic() + GROUP_EXIT_WAIT_S
+        while group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if stopper is not None:
+            stopper.pgid = None
+        return code, list(tail)
 
 
-def open_run(request: StageRun) -> tuple[Path, dict[str, Any], dict[str, Any]]:
-    """Create the run folder, config and opening manifest; or reopen a queued or preempted one (SLURM requeue)."""
-    if request.stage not in STAGE_STEPS:
-        raise SystemExit(f"unknown stage {request.stage!r}: choose from {', '.join(STAGE_STEPS)}")
-    if not request.recipe.is_file():
-        raise SystemExit(f"recipe not found: {request.recipe}")
-    parent = None
-    if request.stage in STAGE_PARENT:
-        parent_dir = request.parent or latest_run(request.runs_dir, STAGE_PARENT[request.stage])
-        parent = {"run_id": parent_dir.name, "path": str(parent_dir), "stage": manifest.read(parent_dir)["stage"]}
+def parent_record(request: StageRun, pending_ok: bool) -> dict[str, Any] | None:
+    """The run this stage starts from: a succeeded run of the parent stage (or, for a submission, one on its way)."""
+    if request.stage not in STAGE_PARENT:
+        return None
+    want = STAGE_PARENT[request.stage]
+    parent_dir = request.parent or latest_run(request.runs_dir, want)
+    if not (parent_dir / manifest.MANIFEST).is_file():
+        raise InputError(f"--parent {parent_dir}: not a run folder (no {manifest.MANIFEST})")
+    record = manifest.read(parent_dir)
+    allowed = ("succeeded", "queued", "running", "preempted", "lost") if pending_ok else ("succeeded",)
+    if record.get("stage") != want or record.get("status") not in allowed:
+        raise InputError(f"--parent {parent_dir}: a {request.stage} run starts from a succeeded {want} run; "
+                         f"this is a {record.get('stage')} run that {record.get('status')}")
+    return {"run_id": parent_dir.name, "path": str(parent_dir), "stage": record["stage"]}
 
-    run_id = request.run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{request.stage}-{recipe_slug(request.recipe)}"
-    run_dir = request.runs_dir / run_id
-    if (run_dir / manifest.MANIFEST).is_file() and request.run_id:
+
+def reopen(run_dir: Path, wait_s: float) -> tuple[dict[str, Any], dict[str, Any], RunLock]:
+    """Lock an existing run folder and read it; a "running" run nobody held is recorded "lost"."""
+    lock = RunLock.acquire(run_dir, wait_s)
+    try:
+        if not (run_dir / manifest.MANIFEST).is_file():
+            raise InputError(f"{run_dir} exists and is not a run folder (no {manifest.MANIFEST}): choose another "
+                             "--run-id")
         record = manifest.read(run_dir)
+        if record["status"] == "running":  # no process holds the lock: its last attempt died without a word
+            lost = attempts.mark_lost(record)
+            write_json_atomic(run_dir / manifest.MANIFEST, record)
+            if lost:
+                print(f"run {run_dir.name}: attempt {lost['attempt']} (host {lost['host']}) ended without a record "
+                      "(killed, or its node lost): recorded as lost")
         if record["status"] not in attempts.REOPENABLE:
-            raise SystemExit(f"run {run_id} already {record['status']}: choose another --run-id")
-        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        return run_dir, config, record
-    config = resolve_config(request, run_dir, parent)
-    run_dir.mkdir(parents=True, exist_ok=False)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    argv = [Path(sys.executable).name, "-m", "launch", *sys.argv[1:]]
-    record = manifest.start(run_dir, stage=request.stage, recipe=request.recipe, config=config, root=request.root,
-                            parent=parent, argv=argv, env=stage_env(config))
-    return run_dir, config, record
+            raise InputError(f"run {run_dir.name} already {record['status']}: choose another --run-id")
+        config = read_config(run_dir)
+        reattach(run_dir, config)
+        return config, record, lock
+    except BaseException:
+        lock.release()
+        raise
+
+
+def open_run(request: StageRun, submitting: bool = False) -> tuple[Path, dict[str, Any], dict[str, Any], RunLock]:
+    """Create the run folder, config and opening manifest, locked; or reopen a queued, preempted or lost run."""
+    if request.stage not in STAGE_STEPS:
+        raise InputError(f"unknown stage {request.stage!r}: choose from {', '.join(STAGE_STEPS)}")
+    if not request.recipe.is_file():
+        raise InputError(f"recipe not found: {request.recipe}")
+    if request.run_id is not None:
+        check_run_id(request.run_id)
+    parent = parent_record(request, pending_ok=submitting)
+    run_id = request.run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{request.stage}-{recipe_slug(request.recipe)}"
+    wait_s = SLURM_LOCK_WAIT_S if "SLURM_JOB_ID" in os.environ else 0
+    if request.run_id and (request.runs_dir / run_id).exists():
+        config, record, lock = reopen(request.runs_dir / run_id, wait_s)
+        return request.runs_dir / run_id, config, record, lock
+    config = resolve_config(request, request.runs_dir / run_id, parent)  # bad input fails before any folder exists
+    created = create(request.runs_dir, run_id, exact=bool(request.run_id))
+    if created is None:  # another start made it a moment ago
+        config, record, lock = reopen(request.runs_dir / run_id, wait_s)
+        return request.runs_dir / run_id, config, record, lock
+    run_dir, lock = created
+    request.run_id = run_dir.name
+    attach_paths(config, run_dir)
+    try:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        argv = [Path(sys.executable).name, "-m", "launch", *sys.argv[1:]]
+        record = manifest.start(run_dir, stage=request.stage, recipe=request.recipe, config=config, root=request.root,
+                                parent=parent, argv=argv, env=stage_env(config))
+    except BaseException:
+        lock.release()
+        raise
+    return run_dir, config, record, lock
 
 
 def run_stage(request: StageRun) -> Path:
     """Run every step of a stage into its run folder and return it. Raises SystemExit on failure or preemption."""
-    run_dir, config, record = open_run(request)
+    run_dir, config, record, lock = open_run(request)
+    stopper = Stopper(run_dir.name, run_dir / attempts.STOP_FILE)
+    try:
+        stopper.install()
+        return run_steps(request, run_dir, config, record, lock, stopper)
+    finally:
+        stopper.restore()
+        lock.release()
+
+
+def run_steps(request: StageRun, run_dir: Path, config: dict[str, Any], record: dict[str, Any], lock: RunLock,
+              stopper: Stopper) -> Path:
+    """The steps of one attempt, recorded in the manifest as they end."""
     run_id, config_path, env = run_dir.name, run_dir / "config.yaml", stage_env(config)
+    if record.get("parent"):  # a queued run's parent was on its way at submission; now it must have succeeded
+        parent_record(StageRun(request.stage, request.recipe, request.runs_dir, parent=Path(record["parent"]["path"])),
+                      pending_ok=False)
     attempt = attempts.begin(record, run_dir, request.topology.as_record())
+    env.update(LAUNCH_ATTEMPT=str(attempt["attempt"]))
+    env.setdefault("LAUNCH_STOP_FILE", str((run_dir / attempts.STOP_FILE).resolve()))
+    stopper.stop_file = Path(env["LAUNCH_STOP_FILE"])
     write_json_atomic(run_dir / manifest.MANIFEST, record)
-    # SLURM's requeue and preemption send SIGTERM to every process: the trainer checkpoints, we record it.
-    signal.signal(signal.SIGTERM, lambda signum, frame: print(f"run {run_id}: SIGTERM, waiting for the checkpoint"))
     print(f"run {run_id}: {request.stage} from {request.recipe}, base model {config['base_model']}, "
           f"attempt {attempt['attempt']}, {request.topology.world_size} process(es)")
 
@@ -200,21 +402,30 @@ def run_stage(request: StageRun) -> Path:
     for step in steps:
         suffix = "" if attempt["attempt"] == 1 else f".attempt{attempt['attempt']}"
         log_name = f"logs/{step}{suffix}.log"
-        print(f"run {run_id}: {step} (log: {run_dir / log_name})")
-        try:
-            command = step_command(step, config_path, run_dir, request.topology)
-            code, tail = run_logged(command, run_dir / log_name, env, request.root)
-        except BaseException as err:  # interrupted or could not start: still say so in the manifest
-            code, tail = 130 if isinstance(err, KeyboardInterrupt) else 1, [repr(err)]
-            manifest.finish(run_dir, record, exit_code=code, outputs=outputs,
-                            error={"step": step, "message": repr(err), "log": log_name, "log_tail": tail})
-            raise
-        outputs[f"log_{step}"] = log_name
-        if attempts.end(attempt, run_dir, code) == "preempted":
+        if stopper.received:  # asked to stop between steps
+            code, tail = 128 + signal.Signals[stopper.received], []
+        else:
+            print(f"run {run_id}: {step} (log: {run_dir / log_name})")
+            try:
+                command = step_command(step, config_path, run_dir, request.topology)
+                code, tail = run_logged(command, run_dir / log_name, env, request.root, stopper, lock)
+            except BaseException as err:  # could not start, or broke: still say so in the manifest
+                code, tail = 130 if isinstance(err, KeyboardInterrupt) else 1, [repr(err)]
+                attempts.end(attempt, run_dir, code)
+                manifest.finish(run_dir, record, exit_code=code, outputs=outputs,
+                                error={"step": step, "message": repr(err), "log": log_name, "log_tail": tail})
+                raise
+            outputs[f"log_{step}"] = log_name
+        if attempts.end(attempt, run_dir, code, stopper.received) == "preempted":
+            if step == "train":
+                record.update(train_record.summarize(run_dir, config, run_dir / log_name))  # losses so far
             manifest.finish(run_dir, record, exit_code=code, outputs=outputs, error=None)
             record["status"] = "preempted"
             write_json_atomic(run_dir / manifest.MANIFEST, record)
-            print(f"run {run_id}: preempted, checkpoint saved; the requeued job resumes it")
+            saved = (attempt.get("preempted") or {}).get("checkpoint")
+            print(f"run {run_id}: preempted at {step}"
+                  + (f", checkpoint {Path(saved).name} saved" if saved else ", no new checkpoint")
+                  + f"; the same command (--run-id {run_id}) resumes it")
             raise SystemExit(attempts.PREEMPTED_EXIT)
         if code != 0:
             manifest.finish(run_dir, record, exit_code=code, outputs=outputs,

@@ -7,8 +7,10 @@ Two records, both read back from what Axolotl leaves in the run folder:
 - ``tokenized_dataset``: a content hash of the tokenized rows Axolotl saved under ``dataset_prepared_path``
   (every column of every row, in order). Axolotl's own prepared-data key hashes the config, not the content;
   this hash changes when the tokenizer, the chat template or a single row changes.
-- ``losses``: the training loss at every logged step, parsed from the Trainer's log lines in ``logs/train.log``
-  (``{'loss': '3.127', ..., 'epoch': '0.04545'}``; Axolotl prints four significant digits).
+- ``losses``: the training loss at every logged step, keyed by the trainer's global step, with the attempt that
+  logged it: ``train_losses.jsonl``, written by launch/plugins/preempt.py in the output folder across attempts
+  (a step logged again after a resume keeps the later attempt's value). Runs without that file: parsed from the
+  Trainer's log lines in ``logs/train.log`` (``{'loss': '3.127', ..., 'epoch': '0.04545'}``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from launch import manifest
 
 HASH_BATCH_ROWS = 1000
+LOSSES_FILE = "train_losses.jsonl"  # kept equal to launch.plugins.preempt.LOSSES_FILE (that module imports Axolotl)
 DEFAULT_STEPS = 10
 # Axolotl logs losses to four significant digits, so equal runs can differ by one unit in the last digit (< 1e-3).
 DEFAULT_TOLERANCE = 2e-3
@@ -82,13 +85,27 @@ def parse_losses(log: Path, logging_steps: int = 1) -> list[dict[str, Any]]:
     return losses
 
 
+def recorded_losses(path: Path) -> list[dict[str, Any]]:
+    """The losses the trainer recorded by global step, across attempts: the last entry for each step, in order."""
+    by_step: dict[int, dict[str, Any]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                row = json.loads(line)
+                by_step[int(row["step"])] = row
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a kill
+    return [by_step[step] for step in sorted(by_step)]
+
+
 def summarize(run_dir: Path, config: dict[str, Any], log: Path) -> dict[str, Any]:
     """The records a train step adds to its run's manifest."""
     prepared = Path(config.get("dataset_prepared_path") or run_dir / "prepared")
     every = config.get("logging_steps")
     every = every if isinstance(every, int) and every >= 1 else 1  # a float means a fraction of the run: unknown
-    return {"tokenized_dataset": tokenized_dataset(prepared),
-            "losses": parse_losses(log, every) if log.is_file() else []}
+    recorded = run_dir / "adapter" / LOSSES_FILE
+    losses = recorded_losses(recorded) if recorded.is_file() else parse_losses(log, every) if log.is_file() else []
+    return {"tokenized_dataset": tokenized_dataset(prepared), "losses": losses}
 
 
 def compare(original: dict[str, Any], new: dict[str, Any], steps: int, tolerance: float) -> dict[str, Any]:

@@ -6,9 +6,12 @@ The fast tests at the top need no cluster: they render scripts with --dry-run.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -31,6 +34,26 @@ def submitted_job(result: subprocess.CompletedProcess) -> str:
 
 def run_dir_of(runs_dir, stage):
     return next(p for p in runs_dir.iterdir() if f"-{stage}-" in p.name)
+
+
+def assert_losses_by_global_step(record: dict, max_steps: int) -> None:
+    """Every step once, keyed by the trainer's global step, each with the attempt that produced it."""
+    assert [row["step"] for row in record["losses"]] == list(range(1, max_steps + 1)), record["losses"]
+    resumed_at = record["attempts"][-1]["train_start"]["global_step"]
+    assert {row["attempt"] for row in record["losses"] if row["step"] <= resumed_at} == {1}
+    assert {row["attempt"] for row in record["losses"] if row["step"] > resumed_at} == {len(record["attempts"])}
+
+
+def launcher_pid(run_dir: Path) -> int:
+    """The job's `python -m launch` process (every test node runs on this machine)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"launch" in argv and run_dir.name.encode() in argv and b"-m" in argv:
+            return int(proc.name)
+    raise AssertionError(f"no launcher process for {run_dir}")
 
 
 # ---- no cluster needed
@@ -144,6 +167,35 @@ def test_requeued_job_resumes_from_last_checkpoint(slurm_cluster, tiny_llama3, s
     assert last["train_start"]["global_step"] > 0  # the trainer carried on from the checkpoint, not from step 0
     assert last["slurm"]["restart_count"] >= 1 and last["slurm"]["job_id"] == job_id
     assert (run_dir / "adapter/adapter_model.safetensors").is_file()
+    assert_losses_by_global_step(record, 10)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_jobs_process_group_checkpoints_and_requeues(slurm_cluster, tiny_llama3, small_data,  # noqa: F811
+                                                                   tmp_path):
+    """SIGTERM to the batch shell's process group (the shell and the launcher): both ask every rank, on both
+    nodes, through the stop file; the trainer checkpoints, exits 75, and the batch shell requeues the job."""
+    runs_dir = tmp_path / "runs"
+    result = launch("sft", SFT_RECIPE, runs_dir, *tiny_overrides(tiny_llama3, small_data["sft"]),
+                    "--set", "max_steps=8", "--skip-merge", "--slurm", str(LOCAL_TEST), "--nodes", "2",
+                    "--cpu-procs", "1", env=slurm_cluster.env)
+    job_id, run_dir = submitted_job(result), run_dir_of(runs_dir, "sft")
+    train_log, deadline = run_dir / "logs/train.log", time.monotonic() + 400
+    while not train_log.is_file() or train_log.read_text(errors="replace").count("{'loss':") < 2:
+        assert time.monotonic() < deadline, slurm_cluster.job_state(job_id)
+        time.sleep(0.5)
+    os.killpg(os.getpgid(launcher_pid(run_dir)), signal.SIGTERM)
+    slurm_cluster.release_requeued(job_id)
+    state = slurm_cluster.wait_for(job_id, ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), timeout_s=600)
+    slurm_log = (run_dir / f"logs/slurm-sft-{job_id}.out").read_text()
+    assert state["JobState"] == "COMPLETED", slurm_log[-3000:]
+    assert "checkpoint saved: requeueing job" in slurm_log and "DataLoader worker" not in slurm_log
+    record = manifest.read(run_dir)
+    first, last = record["attempts"][0], record["attempts"][-1]
+    assert record["status"] == "succeeded"
+    assert first["status"] == "preempted" and first["preempted"]["global_step"] >= 2
+    assert last["resume_from"] == f"adapter/checkpoint-{first['preempted']['global_step']}"
+    assert_losses_by_global_step(record, 8)
 
 
 @pytest.mark.slow

@@ -5,18 +5,25 @@ These are the slow tests: each stage trains for a few steps, merges, and leaves 
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
-from helpers import DPO_RECIPE, SFT_RECIPE, launch, only_run, tiny_overrides
+from helpers import DPO_RECIPE, ROOT, SFT_RECIPE, launch, only_run, tiny_overrides
 from safetensors.torch import load_file
 
 from launch import manifest
+from launch.records import REDACTED, sha256_tree
 
 pytestmark = pytest.mark.slow
 
 FAKE_SECRETS = {"HF_TOKEN": "hf_fake_token_for_tests_0123456789", "WANDB_API_KEY": "fake-wandb-key-0123456789"}
+# Set in many ML environments; their names look secret-ish, their values are ordinary words and numbers.
+NOT_SECRETS = {"TOKENIZERS_PARALLELISM": "false", "MY_KEY_COUNT": "8", "PAD_TOKEN_ID": "128001"}
 MANIFEST_KEYS = {
     "run_id", "stage", "status", "exit_code", "error", "started_at", "ended_at", "duration_s", "parent", "command",
     "recipe", "config", "code", "datasets", "base_model", "python", "packages", "host", "environment", "outputs",
@@ -27,7 +34,7 @@ MANIFEST_KEYS = {
 def runs(tiny_llama3, small_data, tmp_path_factory):
     """An SFT run and the DPO run that follows it, both through ``python -m launch``."""
     runs_dir = tmp_path_factory.mktemp("runs")
-    env = {**os.environ, **FAKE_SECRETS}
+    env = {**os.environ, **FAKE_SECRETS, **NOT_SECRETS}
     sft = launch("sft", SFT_RECIPE, runs_dir, *tiny_overrides(tiny_llama3, small_data["sft"]), env=env)
     assert sft.returncode == 0, sft.stdout[-4000:] + sft.stderr[-4000:]
     dpo = launch("dpo", DPO_RECIPE, runs_dir, *tiny_overrides(tiny_llama3, small_data["dpo"]), env=env)
@@ -91,6 +98,31 @@ def test_no_secret_reaches_any_file_of_a_run(runs):
                 data = path.read_bytes()
                 for value in FAKE_SECRETS.values():
                     assert value.encode() not in data, f"{value} found in {path}"
+
+
+def test_redaction_touches_nothing_but_secrets(runs):
+    """TOKENIZERS_PARALLELISM=false and the like were exported: no ordinary value was taken for a secret."""
+    for run_dir in runs.values():
+        for path in [run_dir / "manifest.json", run_dir / "config.yaml", *run_dir.glob("logs/*.log")]:
+            assert REDACTED not in path.read_text(encoding="utf-8"), path
+        record = manifest.read(run_dir)
+        assert record["config"]["bf16"] is False and record["config"]["tokenizer_type"] == "AutoTokenizer"
+
+
+def test_merge_of_a_copied_run_writes_into_the_copy(runs, tmp_path):
+    original = runs["sft"]
+    before = sha256_tree(original)
+    copy = tmp_path / "runs" / "copied-sft"
+    shutil.copytree(original, copy)
+    shutil.rmtree(copy / "merged")
+    result = subprocess.run([sys.executable, "-m", "launch", "merge", str(copy)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (copy / "merged/config.json").is_file() and not (copy / "adapter/merged").exists()
+    assert sha256_tree(original) == before  # the original run is untouched
+    config = (copy / "config.yaml").read_text()
+    assert str(original) not in config and str(copy / "adapter") in config
+    assert json.loads((copy / "manifest.json").read_text())["followups"][-1]["status"] == "succeeded"
 
 
 def test_failed_run_leaves_a_manifest_saying_how(tmp_path, small_data):

@@ -10,10 +10,18 @@ runner reads that file as "preempted, requeue me". A requeued run resumes throug
 ``auto_resume_from_checkpoints``; rank 0 records the step training (re)started at in ``train_start.json``.
 The batch script asks for a stop by touching the file named in ``LAUNCH_STOP_FILE`` (SLURM's
 ``--signal=B:USR1@secs`` before the time limit); ``scontrol requeue`` and preemption send SIGTERM.
+
+A SIGTERM sent to every process (SLURM, ``kill -TERM -PGID``) also reaches the DataLoader workers, and
+torch's worker handler dies of it, which fails the whole step. So the trainer blocks SIGTERM and SIGUSR1
+in its main thread before any worker is forked: workers inherit the mask and never see them, while the
+trainer reads them at each step end as pending signals (or through its handler, when another thread takes
+them). Rank 0 also appends each logged training loss, keyed by the trainer's global step and the attempt
+(``LAUNCH_ATTEMPT``), to ``train_losses.jsonl`` in the output folder: the run's losses across attempts.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -28,6 +36,8 @@ LOG = logging.getLogger(__name__)
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: try again later
 PREEMPTED_FILE = "preempted.json"
 TRAIN_START_FILE = "train_start.json"
+LOSSES_FILE = "train_losses.jsonl"
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGUSR1}
 
 
 class PreemptionCallback(TrainerCallback):
@@ -46,6 +56,10 @@ class PreemptionCallback(TrainerCallback):
         import torch
         import torch.distributed as dist
 
+        pending = signal.sigpending() & STOP_SIGNALS  # blocked in this thread: they wait here until read
+        if pending:
+            self.signal_name = self.signal_name or min(pending).name
+            signal.sigtimedwait(pending, 0)
         asked = self.signal_name is not None or bool(self.stop_file and os.path.exists(self.stop_file))
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             flag = torch.tensor([int(asked)], device=args.device)
@@ -59,6 +73,14 @@ class PreemptionCallback(TrainerCallback):
                        {"global_step": state.global_step, "max_steps": state.max_steps})
         if state.global_step > 0:
             LOG.info("resuming at step %d of %d", state.global_step, state.max_steps)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs and "loss" in logs:
+            attempt = os.environ.get("LAUNCH_ATTEMPT")
+            row = {"step": state.global_step, "loss": float(logs["loss"]), "epoch": logs.get("epoch"),
+                   "attempt": int(attempt) if attempt and attempt.isdigit() else None}
+            with open(Path(args.output_dir) / LOSSES_FILE, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
 
     def on_step_end(self, args, state, control, **kwargs):
         if not self.stopping and self.stop_agreed(args):
@@ -87,10 +109,11 @@ class PreemptionCallback(TrainerCallback):
 
 
 class PreemptionPlugin(BasePlugin):
-    """Adds :class:`PreemptionCallback` and routes SIGUSR1 and SIGTERM to it."""
+    """Adds :class:`PreemptionCallback`, routes SIGUSR1 and SIGTERM to it and keeps them from DataLoader workers."""
 
     def add_callbacks_pre_trainer(self, cfg, model):
         callback = PreemptionCallback()
-        for signum in (signal.SIGUSR1, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             signal.signal(signum, callback.ask_to_stop)
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # inherited by the workers forked from here on
         return [callback]
