@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.convert import sidecar
+from data_prep.parallel import SHARED, map_chunks
 from data_prep.readers import read_jsonl
 from eval.benchmarks import TASKS as BENCHMARK_TASKS
 from launch.records import sha256_file, write_json_atomic, write_jsonl_atomic
@@ -298,17 +299,29 @@ def row_text(row: dict[str, Any]) -> str:
 
 def decontaminate_rows(rows: Iterable[dict[str, Any]], index: BenchmarkIndex,
                        text_of: Callable[[dict[str, Any]], str] = row_text,
-                       threshold: int = DEFAULT_THRESHOLD) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split rows into clean ones and contaminated records (position, task, item id, overlap, the row)."""
+                       threshold: int = DEFAULT_THRESHOLD, workers: int | None = 1
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split rows into clean ones and contaminated records (position, task, item id, overlap, the row).
+
+    With several workers, each checks chunks of the rows' texts against the index it inherited.
+    """
+    rows = list(rows)
+    texts = (text_of(row) for row in rows)
+    found = map_chunks(match_chunk, texts, len(rows), workers, shared={"index": index, "threshold": threshold})
     clean, contaminated = [], []
-    for position, row in enumerate(rows):
-        found = index.match(text_of(row), threshold)
-        if found is None:
+    for position, (row, match) in enumerate(zip(rows, found, strict=True)):
+        if match is None:
             clean.append(row)
         else:
-            contaminated.append({"position": position, "task": found.task, "item_id": found.item_id,
-                                 "overlap": found.overlap, "matches": found.matches, "row": row})
+            contaminated.append({"position": position, "task": match.task, "item_id": match.item_id,
+                                 "overlap": match.overlap, "matches": match.matches, "row": row})
     return clean, contaminated
+
+
+def match_chunk(texts: list[str]) -> list[Match | None]:
+    """``BenchmarkIndex.match`` for each text, with the index and threshold ``decontaminate_rows`` shared."""
+    index, threshold = SHARED["index"], SHARED["threshold"]
+    return [index.match(text, threshold) for text in texts]
 
 
 def read_chat_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:

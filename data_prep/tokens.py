@@ -6,6 +6,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from data_prep.parallel import SHARED, map_chunks
+
 PERCENTILES = (50, 90, 99, 100)
 
 
@@ -21,12 +23,28 @@ def load_tokenizer(path: Path) -> Any:
     return AutoTokenizer.from_pretrained(path)
 
 
-def token_lengths(rows: list[dict[str, Any]], tokenizer_path: Path) -> list[int]:
+def token_lengths(rows: list[dict[str, Any]], tokenizer_path: Path, workers: int | None = 1) -> list[int]:
     """Each row's length in tokens, chat template applied (for DPO rows, the longer of its two sides)."""
-    tokenizer = load_tokenizer(tokenizer_path)
-    return [max(len(tokenizer.apply_chat_template(conversation(row, side), tokenize=True, return_dict=False))
-                for side in ("chosen", "rejected"))
-            for row in rows]
+    return list(map_chunks(chunk_lengths, rows, len(rows), workers, shared={"tokenizer": tokenizer_path}))
+
+
+def chunk_lengths(rows: list[dict[str, Any]]) -> list[int]:
+    """``token_lengths`` of a chunk: each conversation rendered once, then all encoded in one batch (in Rust)."""
+    tokenizer = load_tokenizer(SHARED["tokenizer"])
+    owners, conversations = [], []
+    for number, row in enumerate(rows):
+        for side in [side for side in ("chosen", "rejected") if side in row] or ["chosen"]:
+            owners.append(number)
+            conversations.append(conversation(row, side))
+    if not conversations:
+        return []
+    texts = tokenizer.apply_chat_template(conversations, tokenize=False)
+    # As apply_chat_template(tokenize=True) encodes: without special tokens (the template writes them).
+    encodings = tokenizer.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+    lengths = [0] * len(rows)
+    for number, encoding in zip(owners, encodings, strict=True):
+        lengths[number] = max(lengths[number], len(encoding))
+    return lengths
 
 
 def token_stats(lengths: list[int], tokenizer_path: Path, sequence_len: int | None) -> dict[str, Any]:
