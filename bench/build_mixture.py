@@ -98,11 +98,12 @@ def write_benchmarks(folder: Path, rng: random.Random) -> list[str]:
 
 
 def write_sources(folder: Path, rows: int, leaks: list[str], pool: list[str], rng: random.Random
-                  ) -> tuple[dict[str, Path], list[str]]:
-    """Four source files, rows split evenly, repeats and leaks planted; also each row's text as the build checks it."""
+                  ) -> tuple[dict[str, Path], list[str], list[tuple[str, str]]]:
+    """Four source files, rows split evenly, repeats and leaks planted; each row's text; (prompt, answer) pairs."""
     paths = {name: folder / f"{name}.jsonl" for name in SCHEMAS}
     handles = {name: open(path, "w", encoding="utf-8") for name, path in paths.items()}  # noqa: SIM115
     texts: list[str] = []
+    pairs: list[tuple[str, str]] = []
     previous: list[str] = []
     for i in range(rows):
         kind = SCHEMAS[i % 4]
@@ -130,9 +131,54 @@ def write_sources(folder: Path, rows: int, leaks: list[str], pool: list[str], rn
         }[kind]
         handles[kind].write(json.dumps(record) + "\n")
         texts.append("\n".join(strings(record)))
+        pairs.append((question, answer))
     for handle in handles.values():
         handle.close()
-    return paths, texts
+    return paths, texts, pairs
+
+
+def datasketch_dedup(entries: list[dict[str, Any]]) -> list[tuple[int, str, int]]:
+    """The dedup before the change: a datasketch MinHash per row, MinHashLSH; (position, reason, original)."""
+    import hashlib
+
+    from datasketch import MinHashLSH
+
+    from data_prep.decontaminate import normalize, row_text
+    from data_prep.dedup import LSH_WEIGHTS, NEAR_THRESHOLD, NUM_PERM, minhash, prompt_text
+
+    lsh = MinHashLSH(threshold=NEAR_THRESHOLD, num_perm=NUM_PERM, weights=LSH_WEIGHTS)
+    seen, indexed, removed = {}, {}, []
+    for position, entry in enumerate(entries):
+        exact = hashlib.sha256(normalize(row_text(entry["row"])).encode()).hexdigest()
+        if exact in seen:
+            removed.append((position, "exact duplicate", seen[exact]))
+            continue
+        signature = minhash(prompt_text(entry["row"]))
+        similar = sorted(k for k in lsh.query(signature) if signature.jaccard(indexed[k]) >= NEAR_THRESHOLD)
+        if similar:
+            removed.append((position, "near-duplicate prompt", int(similar[0])))
+            continue
+        seen[exact] = position
+        indexed[f"{position:012d}"] = signature
+        lsh.insert(f"{position:012d}", signature)
+    return removed
+
+
+def compare_dedup(pairs: list[tuple[str, str]]) -> str:
+    """Whether data_prep.dedup removes the same rows, for the same reasons, as the datasketch loop; and timings."""
+    from data_prep.dedup import dedup
+
+    entries = [{"row": {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]},
+                "origin": {"where": at}} for at, (q, a) in enumerate(pairs)]
+    start = time.perf_counter()
+    before = datasketch_dedup(entries)
+    middle = time.perf_counter()
+    after = [(r["origin"]["where"], r["reason"], r["duplicate_of"]["where"]) for r in dedup(entries, workers=1)[1]]
+    end = time.perf_counter()
+    verdict = "the same removals" if before == after else "DIFFERENT removals"
+    return (f"dedup on {len(pairs)} rows, one process: datasketch loop {middle - start:.1f} s, "
+            f"ours {end - middle:.1f} s; "
+            f"{verdict} ({len(before)} before, {len(after)} after)")
 
 
 def write_tokenizer(folder: Path, corpus: list[str]) -> Path:
@@ -185,11 +231,13 @@ def timed(module: Any, name: str, seconds: dict[str, float]) -> None:
 def run_build(root: Path, workers: int | None) -> None:
     """The child process: build the mixture with each stage timed; print the figures as one JSON line."""
     from data_prep import build as build_module
+    from data_prep import tokens
 
     seconds: dict[str, float] = {}
     for name in STAGES:
         if hasattr(build_module, name):
             timed(build_module, name, seconds)
+    timed(tokens, "load_tokenizer", seconds)  # inside token_lengths: importing transformers, mostly
     tokenizer = root / "tokenizer" if (root / "tokenizer").is_dir() else None
     kwargs = {} if workers is None else {"workers": workers}
     start = time.perf_counter()
@@ -208,6 +256,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, help="data_prep build --workers (default: the build's default)")
     parser.add_argument("--no-tokenizer", action="store_true", help="leave token lengths out of the build")
+    parser.add_argument("--compare-dedup", type=int, default=0, metavar="N",
+                        help="also dedup the first N rows the way the build did before (datasketch per row) and "
+                             "check that the same rows are removed")
     parser.add_argument("--keep", type=Path, help="build here and keep the files (default: a temporary folder)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -220,7 +271,9 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         pool = real_sentences()
         leaks = write_benchmarks(root / "benchmarks", rng)
-        paths, texts = write_sources(root, args.rows, leaks, pool, rng)
+        paths, texts, pairs = write_sources(root, args.rows, leaks, pool, rng)
+        compared = compare_dedup(pairs[:args.compare_dedup]) if args.compare_dedup else None
+        del pairs
         words_a_row = sum(len(t.split()) for t in texts) / len(texts)
         if not args.no_tokenizer:
             write_tokenizer(root / "tokenizer", pool)
@@ -243,12 +296,17 @@ def main() -> None:
           f"workers {args.workers or 'default'}, load average {os.getloadavg()[0]:.2f}")
     print(f"build     {seconds:6.1f} s = {args.rows / seconds:7,.0f} rows/s; kept {result['kept']}, "
           f"left out {result['by_stage']}")
-    for name, spent in result["stages"].items():
-        print(f"  {name:<20} {spent:6.1f} s = {args.rows / spent:9,.0f} rows/s")
-    other = seconds - sum(result["stages"].values())
-    print(f"  {'other':<20} {other:6.1f} s")
+    stages = result["stages"]
+    order = [name for name in (*STAGES[:5], "load_tokenizer", *STAGES[5:]) if name in stages]
+    for name, spent in ((name, stages[name]) for name in order):
+        label = "  of which loading" if name == "load_tokenizer" else name
+        print(f"  {label:<20} {spent:6.1f} s = {args.rows / spent:9,.0f} rows/s")
+    other = seconds - sum(spent for name, spent in stages.items() if name != "load_tokenizer")
+    print(f"  {'other':<20} {other:6.1f} s (reading the mixture, indexing the benchmarks, the manifest)")
     print(f"yardstick {naive:6.1f} s = {args.rows / naive:7,.0f} rows/s (naive 13-gram loop; flags {flagged} rows)")
     print(f"build / yardstick, rows per second: {naive / seconds:.2f}")
+    if compared:
+        print(compared)
     print(f"peak RSS: build process {result['peak_rss_mib']:,.0f} MiB, largest worker "
           f"{result['worker_peak_rss_mib']:,.0f} MiB")
 

@@ -307,7 +307,8 @@ def decontaminate_rows(rows: Iterable[dict[str, Any]], index: BenchmarkIndex,
     """
     rows = list(rows)
     texts = (text_of(row) for row in rows)
-    found = map_chunks(match_chunk, texts, len(rows), workers, shared={"index": index, "threshold": threshold})
+    parts = map_chunks(match_chunk, texts, len(rows), workers, shared={"index": index, "threshold": threshold})
+    found = (match for part in parts for match in part)
     clean, contaminated = [], []
     for position, (row, match) in enumerate(zip(rows, found, strict=True)):
         if match is None:

@@ -76,13 +76,14 @@ def signatures(texts: list[str]) -> np.ndarray:
     values = values * m2
     values = values ^ (values >> s3)
     a, b = permutations()
-    return np.minimum.reduceat(values[:, None] * a + b, np.array(starts, dtype=np.intp), axis=0)
+    permuted = a[:, None] * values + b[:, None]  # (NUM_PERM, shingles): each row's minimum over contiguous memory
+    return np.ascontiguousarray(np.minimum.reduceat(permuted, np.array(starts, dtype=np.intp), axis=1).T)
 
 
-def features(chunk: list[tuple[str, str]]) -> list[tuple[bytes, np.ndarray]]:
-    """For each (row text, prompt): the digest of the normalised row text and the prompt's signature."""
+def features(chunk: list[tuple[str, str]]) -> tuple[list[bytes], np.ndarray]:
+    """For (row text, prompt) pairs: the digests of the normalised row texts and the prompts' signatures."""
     digests = [hashlib.sha256(b" ".join(words(text))).digest() for text, _ in chunk]
-    return list(zip(digests, signatures([prompt for _, prompt in chunk]), strict=True))
+    return digests, signatures([prompt for _, prompt in chunk])
 
 
 def band_hashes(matrix: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:
@@ -112,9 +113,9 @@ def dedup(entries: list[dict[str, Any]], near_threshold: float = NEAR_THRESHOLD,
     texts: Iterator[tuple[str, str]] = ((row_text(e["row"]), prompt_text(e["row"])) for e in entries)
     digests: list[bytes] = []
     matrix = np.empty((len(entries), NUM_PERM), dtype=np.uint32)
-    for position, (digest, signature) in enumerate(map_chunks(features, texts, len(entries), workers)):
-        digests.append(digest)
-        matrix[position] = signature
+    for part_digests, part_signatures in map_chunks(features, texts, len(entries), workers):
+        matrix[len(digests):len(digests) + len(part_digests)] = part_signatures
+        digests += part_digests
     shared = banded(band_hashes(matrix, ranges))  # a 64-bit hash per band finds the rows worth a closer look
 
     seen: dict[bytes, int] = {}

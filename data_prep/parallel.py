@@ -35,9 +35,9 @@ def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def map_chunks(fn: Callable[[list[Any]], list[Any]], items: Iterable[Any], count: int, workers: int | None = None,
+def map_chunks(fn: Callable[[list[Any]], Any], items: Iterable[Any], count: int, workers: int | None = None,
                shared: dict[str, Any] | None = None) -> Iterator[Any]:
-    """``fn`` over consecutive chunks of ``items`` (``count`` of them), results flattened, in input order.
+    """``fn`` of each consecutive chunk of ``items`` (``count`` of them), in input order.
 
     With one worker (or no fork on this platform) it runs in this process. Chunks are small enough that
     every worker gets several, and at most ``MAX_CHUNK`` items.
@@ -53,11 +53,11 @@ def map_chunks(fn: Callable[[list[Any]], list[Any]], items: Iterable[Any], count
         SHARED.clear()
 
 
-def _run(fn: Callable[[list[Any]], list[Any]], items: Iterable[Any], count: int, workers: int) -> Iterator[Any]:
+def _run(fn: Callable[[list[Any]], Any], items: Iterable[Any], count: int, workers: int) -> Iterator[Any]:
     size = max(1, min(MAX_CHUNK, -(-count // (4 * workers))))
     if workers == 1 or count <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         for chunk in chunked(items, size):
-            yield from fn(chunk)
+            yield fn(chunk)
         return
     gc.freeze()  # the workers' garbage collector then leaves the parent's objects (and their pages) alone
     try:
@@ -69,6 +69,6 @@ def _run(fn: Callable[[list[Any]], list[Any]], items: Iterable[Any], count: int,
         for chunk in chunked(items, size):
             pending.append(pool.apply_async(fn, (chunk,)))
             if len(pending) >= 2 * workers:
-                yield from pending.popleft().get()
+                yield pending.popleft().get()
         while pending:
-            yield from pending.popleft().get()
+            yield pending.popleft().get()

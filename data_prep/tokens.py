@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,13 @@ def load_tokenizer(path: Path) -> Any:
 
 def token_lengths(rows: list[dict[str, Any]], tokenizer_path: Path, workers: int | None = 1) -> list[int]:
     """Each row's length in tokens, chat template applied (for DPO rows, the longer of its two sides)."""
-    return list(map_chunks(chunk_lengths, rows, len(rows), workers, shared={"tokenizer": tokenizer_path}))
+    load_tokenizer(tokenizer_path)  # here, so that forked workers inherit it loaded
+    parts = map_chunks(chunk_lengths, rows, len(rows), workers, shared={"tokenizer": tokenizer_path})
+    return [length for part in parts for length in part]
 
 
 def chunk_lengths(rows: list[dict[str, Any]]) -> list[int]:
-    """``token_lengths`` of a chunk: each conversation rendered once, then all encoded in one batch (in Rust)."""
+    """``token_lengths`` of a chunk: each conversation rendered once, then encoded in batches (in Rust)."""
     tokenizer = load_tokenizer(SHARED["tokenizer"])
     owners, conversations = [], []
     for number, row in enumerate(rows):
@@ -39,12 +42,51 @@ def chunk_lengths(rows: list[dict[str, Any]]) -> list[int]:
     if not conversations:
         return []
     texts = tokenizer.apply_chat_template(conversations, tokenize=False)
-    # As apply_chat_template(tokenize=True) encodes: without special tokens (the template writes them).
-    encodings = tokenizer.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=False)
     lengths = [0] * len(rows)
-    for number, encoding in zip(owners, encodings, strict=True):
-        lengths[number] = max(lengths[number], len(encoding))
+    for number, length in zip(owners, encoded_lengths(tokenizer, texts), strict=True):
+        lengths[number] = max(lengths[number], length)
     return lengths
+
+
+def encoded_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
+    """How many tokens each text is, encoded as apply_chat_template encodes it (no special tokens added).
+
+    A fast tokenizer cuts a text at its special tokens before anything else, so a text's length is
+    the number of special tokens plus the lengths of the pieces between them. Pieces repeat from row to
+    row (the system prompt, the role names) and each distinct one is encoded once. Where a tokenizer
+    does not split that way (checked once against whole-text encoding), the whole texts are encoded.
+    """
+    backend = tokenizer.backend_tokenizer
+    splitter = special_splitter(tokenizer)
+    if splitter is None:
+        return [len(e) for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
+    split = [splitter.split(text) for text in texts]  # text, special, text, special, ..., text
+    distinct = list(dict.fromkeys(piece for parts in split for piece in parts[::2] if piece))
+    piece_lengths = dict(zip(distinct, map(len, backend.encode_batch_fast(distinct, add_special_tokens=False)),
+                             strict=True))
+    lengths = [len(parts) // 2 + sum(piece_lengths[p] for p in parts[::2] if p) for parts in split]
+    if not SPLIT_CHECKED.get(id(tokenizer)):
+        whole = [len(e) for e in backend.encode_batch_fast(texts[:64], add_special_tokens=False)]
+        SPLIT_CHECKED[id(tokenizer)] = True
+        if whole != lengths[:64]:
+            SPLITTERS[id(tokenizer)] = None
+            return encoded_lengths(tokenizer, texts)
+    return lengths
+
+
+SPLITTERS: dict[int, re.Pattern | None] = {}
+SPLIT_CHECKED: dict[int, bool] = {}
+
+
+def special_splitter(tokenizer: Any) -> re.Pattern | None:
+    """A pattern that splits text at the tokenizer's special tokens, or None where cutting there may not be exact."""
+    if id(tokenizer) not in SPLITTERS:
+        added = list(tokenizer.backend_tokenizer.get_added_tokens_decoder().values())
+        plain = all(t.special and not (t.lstrip or t.rstrip or t.single_word) for t in added)
+        contents = sorted((t.content for t in added), key=len, reverse=True)  # leftmost-longest, as tokenizers
+        SPLITTERS[id(tokenizer)] = re.compile("(" + "|".join(map(re.escape, contents)) + ")") \
+            if plain and contents else None
+    return SPLITTERS[id(tokenizer)]
 
 
 def token_stats(lengths: list[int], tokenizer_path: Path, sequence_len: int | None) -> dict[str, Any]:
