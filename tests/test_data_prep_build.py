@@ -97,6 +97,12 @@ def test_the_files_are_the_same_bytes_whatever_the_worker_count(built, tmp_path,
     assert again == manifest
 
 
+def test_a_worker_count_below_one_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="workers must be at least 1, not 0"):
+        build(MIXTURE, tmp_path, workers=0)
+    assert not (tmp_path / "manifest.json").exists()
+
+
 def test_token_lengths_count_each_row_once_as_the_chat_template_tokenizes_it(built, tiny_llama3):
     out, _ = built
     rows = read_jsonl(out / "sft.jsonl")[:20] + read_jsonl(out / "dpo.jsonl")[:20]
