@@ -30,7 +30,7 @@ LLAMA3_SPECIAL_TOKENS = [
 ]
 
 
-def build_llama3_tokenizer(corpus: list[str]):
+def build_llama3_tokenizer(corpus: list[str], vocab_size: int = 600):
     """A small byte-level BPE tokenizer with Llama-3's special tokens, BOS handling and chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -38,7 +38,7 @@ def build_llama3_tokenizer(corpus: list[str]):
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=LLAMA3_SPECIAL_TOKENS,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=LLAMA3_SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     backend.train_from_iterator(corpus, trainer)
     bos_id = backend.token_to_id("<|begin_of_text|>")

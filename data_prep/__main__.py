@@ -2,7 +2,7 @@
 
     python -m data_prep convert SOURCE INPUT... --out OUT.jsonl [--system TEXT | --no-system]
     python -m data_prep decontaminate INPUT.jsonl --benchmarks DIR --out CLEAN.jsonl
-    python -m data_prep build MIXTURE.yaml --out DIR [--tokenizer MODEL_DIR]
+    python -m data_prep build MIXTURE.yaml --out DIR [--tokenizer MODEL_DIR] [--workers N]
 
 INPUT is a .jsonl, .json or .parquet file, or hub:ORG/NAME@REVISION[:[CONFIG/]SPLIT].
 Bad input ends with one line naming the file, line or key (exit 2); --debug shows the traceback.
@@ -19,6 +19,7 @@ from data_prep import decontaminate
 from data_prep.build import build
 from data_prep.convert import DEFAULT_MAX_REJECT_RATE, convert
 from data_prep.coverage import describe
+from data_prep.parallel import default_workers
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
 from launch import progress, quiet
@@ -34,7 +35,7 @@ def run_convert(args: argparse.Namespace) -> None:
 
 
 def run_build(args: argparse.Namespace) -> None:
-    manifest = build(args.mixture, args.out, args.tokenizer)
+    manifest = build(args.mixture, args.out, args.tokenizer, args.workers)
     for kind, record in manifest["kinds"].items():
         print(f"{kind}: " + ", ".join(f"{name} {o['rows']}" for name, o in record["outputs"].items()))
         tokens = record.get("tokens", {})
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     mix.add_argument("--out", type=Path, required=True, metavar="DIR")
     mix.add_argument("--tokenizer", type=Path,
                      help="model folder whose tokenizer measures row lengths (default: the mixture's)")
+    mix.add_argument("--workers", type=int, default=default_workers(),
+                     help="processes for dedup, decontamination and token lengths (default: this machine's "
+                          f"cores, {default_workers()}); the output is the same for any count")
     mix.set_defaults(run=run_build)
 
     args = parser.parse_args(argv)

@@ -1,11 +1,13 @@
-"""Build a training mixture: convert every source, cap, deduplicate, decontaminate, split, and record it all.
+"""Build a training mixture: convert every source, deduplicate, cap, decontaminate, split, and record it all.
 
-    python -m data_prep build data_prep/mixtures/default-v1.yaml --out data/build/default-v1
+    python -m data_prep build data_prep/mixtures/default-v1.yaml --out data/build/default-v1 [--workers N]
 
 Writes DIR/sft.jsonl, DIR/sft.validation.jsonl, DIR/dpo.jsonl, DIR/dpo.validation.jsonl,
 DIR/rejects.jsonl (every row left out, with its stage and reason) and, last, DIR/manifest.json, all into
 a staging folder first: a build that fails or is stopped leaves the previous build in DIR as it was.
-For every source: rows = kept + rejected + over cap + duplicate + contaminated.
+For every source: rows = kept + rejected + duplicate + over cap + contaminated. ``max_rows`` counts
+distinct rows: a source is capped after deduplication. Dedup, decontamination and token lengths run
+in ``workers`` processes (default: this machine's cores); the outputs are the same bytes for any count.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from data_prep.coverage import coverage, load_index
 from data_prep.decontaminate import decontaminate_rows, row_text
 from data_prep.dedup import NEAR_THRESHOLD, dedup
 from data_prep.mixture import check_mixture
+from data_prep.parallel import default_workers
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
 from data_prep.tokens import token_lengths, token_stats
-from launch.progress import track
 from launch.records import load_yaml, sha256_file, staged_outputs, write_json_atomic, write_jsonl_atomic
 
 MIXTURE_KEYS = {"name", "version", "seed", "system_prompt", "validation_fraction", "max_reject_rate",
@@ -68,9 +70,8 @@ def removed(entry: dict[str, Any], kind: str, stage: str, reason: str, **extra: 
 
 
 def gather(kind: str, entries: list[dict[str, Any]], mixture: dict[str, Any]) -> tuple[list, list, list]:
-    """Convert and cap every source of one kind: kept entries, left-out records, per-source records."""
+    """Convert every source of one kind: kept entries, left-out records, per-source records."""
     sources, system = load_sources(), system_prompt(mixture)
-    rng = random.Random(mixture.get("seed", 0))
     kept, left_out, records = [], [], []
     for number, spec in enumerate(entries):
         module = sources[spec["source"]]
@@ -86,15 +87,33 @@ def gather(kind: str, entries: list[dict[str, Any]], mixture: dict[str, Any]) ->
             inputs.append(record)
         check_reject_rate(spec["source"], inputs, mixture.get("max_reject_rate", DEFAULT_MAX_REJECT_RATE),
                           "the build stops")
-        cap = spec.get("max_rows")
-        if cap is not None and len(converted) > cap:
-            chosen = set(rng.sample(range(len(converted)), cap))
-            left_out += [removed(e, kind, "cap", f"over max_rows {cap}") for i, e in enumerate(converted)
-                         if i not in chosen]
-            converted = [e for i, e in enumerate(converted) if i in chosen]
         kept += converted
         records.append({"source": spec["source"], "entry": number, "inputs": inputs})
     return kept, left_out, records
+
+
+def cap_after_dedup(kind: str, entries: list[dict[str, Any]], records: list[dict[str, Any]],
+                    duplicates: list[dict[str, Any]], seed: int) -> tuple[list[dict], list[dict]]:
+    """Keep at most ``max_rows`` distinct rows of each capped source (a seeded sample): kept entries, left-out.
+
+    The source's record says how many distinct rows it had and how many duplicates went before the cap.
+    """
+    rng = random.Random(seed)
+    dropped: set[int] = set()
+    left_out = []
+    for record, spec in records:
+        cap = spec.get("max_rows")
+        if cap is None:
+            continue
+        mine = [at for at, e in enumerate(entries) if e["origin"]["entry"] == record["entry"]]
+        chosen = set(rng.sample(range(len(mine)), cap)) if len(mine) > cap else set(range(len(mine)))
+        over = [at for i, at in enumerate(mine) if i not in chosen]
+        dropped.update(over)
+        left_out += [removed(entries[at], kind, "cap", f"over max_rows {cap}") for at in over]
+        record["max_rows"] = {"cap": cap, "distinct_rows": len(mine), "over_cap": len(over),
+                              "duplicates_before_cap": sum(d["origin"]["entry"] == record["entry"]
+                                                           for d in duplicates)}
+    return [e for at, e in enumerate(entries) if at not in dropped], left_out
 
 
 def split(entries: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -105,22 +124,28 @@ def split(entries: list[dict[str, Any]], fraction: float, seed: int) -> tuple[li
     return order[cut:], order[:cut]
 
 
-def build(mixture_path: Path, out: Path, tokenizer: Path | None = None) -> dict[str, Any]:
+def build(mixture_path: Path, out: Path, tokenizer: Path | None = None, workers: int | None = None
+          ) -> dict[str, Any]:
     """Build the mixture into a staging folder, then move the whole set into ``out``; return the manifest.
 
     A build that fails or is interrupted leaves the previous build in ``out`` as it was (``staged_outputs``).
     """
     with staged_outputs(out, "build", OUTPUTS, "manifest.json") as stage:
-        return build_files(mixture_path, stage, tokenizer)
+        return build_files(mixture_path, stage, tokenizer, workers)
 
 
-def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None) -> dict[str, Any]:
+def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None, workers: int | None = None
+                ) -> dict[str, Any]:
     """Build every kind of the mixture into ``out`` and return the manifest.
 
     With a tokenizer (the mixture's ``tokenizer``, or this argument), the manifest gives token-length
-    percentiles and how many rows exceed the mixture's ``sequence_len``.
+    percentiles and how many rows exceed the mixture's ``sequence_len``. ``workers`` (default: the
+    machine's cores) changes how fast, never what is written.
     """
     mixture = load_mixture(mixture_path)
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise SystemExit(f"workers must be at least 1, not {workers}")
     tokenizer = tokenizer or (Path(mixture["tokenizer"]) if mixture.get("tokenizer") else None)
     settings = mixture.get("decontaminate") or {}
     index = None
@@ -137,17 +162,20 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None) ->
         if not mixture.get(kind):
             continue
         entries, left_out, sources = gather(kind, mixture[kind], mixture)
-        entries, duplicates = dedup(track(entries, f"{kind}: dedup"),
-                                    mixture.get("near_duplicate_threshold", NEAR_THRESHOLD))
+        entries, duplicates = dedup(entries, mixture.get("near_duplicate_threshold", NEAR_THRESHOLD), workers,
+                                    label=f"{kind}: dedup")
         left_out += [removed(d, kind, "dedup", d["reason"], duplicate_of=d["duplicate_of"]) for d in duplicates]
+        entries, over_cap = cap_after_dedup(kind, entries, list(zip(sources, mixture[kind], strict=True)),
+                                            duplicates, mixture.get("seed", 0))
+        left_out += over_cap
         if index is not None:
-            entries, hits = decontaminate_rows(track(entries, f"{kind}: decontaminate"), index,
-                                               text_of=lambda e: row_text(e["row"]))
+            entries, hits = decontaminate_rows(entries, index, text_of=lambda e: row_text(e["row"]), workers=workers,
+                                               label=f"{kind}: decontaminate")
             left_out += [removed(h["row"], kind, "decontaminate", f"overlaps {h['task']} item {h['item_id']}",
                                  overlap=h["overlap"]) for h in hits]
         tokens, limit = None, mixture.get("sequence_len")
         if tokenizer is not None:
-            lengths = token_lengths(track([e["row"] for e in entries], f"{kind}: token lengths"), tokenizer)
+            lengths = token_lengths([e["row"] for e in entries], tokenizer, workers, label=f"{kind}: token lengths")
             tokens = token_stats(lengths, tokenizer, limit)
             if limit:  # Axolotl would drop these silently; leave them out here, with the reason
                 left_out += [removed(e, kind, "length", f"{n} tokens is over sequence_len {limit}")
@@ -179,7 +207,7 @@ def count_sources(sources: list[dict], kept: list[dict], left_out: list[dict]) -
     kept_by_entry = Counter(e["origin"]["entry"] for e in kept)
     for record in sources:
         entry = record["entry"]
-        mine = [r for r in left_out if r.get("entry") == entry]  # after conversion: cap, dedup, decontaminate
+        mine = [r for r in left_out if r.get("entry") == entry]  # after conversion: dedup, cap, decontaminate
         record["rows"] = sum(i["rows"] for i in record["inputs"])
         record["kept"] = kept_by_entry[entry]
         record["left_out"] = dict(sorted(Counter(r["stage"] for r in mine).items()))

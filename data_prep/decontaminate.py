@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.convert import sidecar
+from data_prep.parallel import SHARED, map_chunks
 from data_prep.readers import read_jsonl
 from eval.benchmarks import TASKS as BENCHMARK_TASKS
-from launch.progress import track
 from launch.records import sha256_file, write_json_atomic, write_jsonl_atomic
 
 TASKS = tuple(BENCHMARK_TASKS)  # the nine benchmarks, from the one registry (eval/benchmarks)
@@ -299,17 +299,32 @@ def row_text(row: dict[str, Any]) -> str:
 
 def decontaminate_rows(rows: Iterable[dict[str, Any]], index: BenchmarkIndex,
                        text_of: Callable[[dict[str, Any]], str] = row_text,
-                       threshold: int = DEFAULT_THRESHOLD) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split rows into clean ones and contaminated records (position, task, item id, overlap, the row)."""
+                       threshold: int = DEFAULT_THRESHOLD, workers: int | None = 1, label: str | None = None
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split rows into clean ones and contaminated records (position, task, item id, overlap, the row).
+
+    With several workers, each checks chunks of the rows' texts against the index it inherited. ``label`` names
+    the step in the progress bar.
+    """
+    rows = list(rows)
+    texts = (text_of(row) for row in rows)
+    parts = map_chunks(match_chunk, texts, len(rows), workers, shared={"index": index, "threshold": threshold},
+                       label=label)
+    found = (match for part in parts for match in part)
     clean, contaminated = [], []
-    for position, row in enumerate(rows):
-        found = index.match(text_of(row), threshold)
-        if found is None:
+    for position, (row, match) in enumerate(zip(rows, found, strict=True)):
+        if match is None:
             clean.append(row)
         else:
-            contaminated.append({"position": position, "task": found.task, "item_id": found.item_id,
-                                 "overlap": found.overlap, "matches": found.matches, "row": row})
+            contaminated.append({"position": position, "task": match.task, "item_id": match.item_id,
+                                 "overlap": match.overlap, "matches": match.matches, "row": row})
     return clean, contaminated
+
+
+def match_chunk(texts: list[str]) -> list[Match | None]:
+    """``BenchmarkIndex.match`` for each text, with the index and threshold ``decontaminate_rows`` shared."""
+    index, threshold = SHARED["index"], SHARED["threshold"]
+    return [index.match(text, threshold) for text in texts]
 
 
 def read_chat_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -358,7 +373,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(str(err)) from err
     rows, wheres = read_chat_rows(args.input)
-    clean, contaminated = decontaminate_rows(track(rows, "decontaminate"), index, threshold=args.threshold)
+    clean, contaminated = decontaminate_rows(rows, index, threshold=args.threshold, label="decontaminate")
     contaminated = [{"where": wheres[record.pop("position")], **record} for record in contaminated]
     contaminated_path, manifest_path = sidecar(args.out, "contaminated.jsonl"), sidecar(args.out, "manifest.json")
     write_jsonl_atomic(contaminated_path, contaminated)

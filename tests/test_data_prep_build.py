@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -12,6 +13,7 @@ import yaml
 from helpers import ROOT, read_jsonl
 
 from data_prep.build import build
+from data_prep.tokens import conversation, load_tokenizer, token_lengths
 
 MIXTURE = ROOT / "data_prep/mixtures/default-v1.yaml"
 
@@ -83,6 +85,51 @@ def test_rebuilding_gives_byte_identical_files(built, tmp_path):
                  "manifest.json"):
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
     assert again == manifest
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_the_files_are_the_same_bytes_whatever_the_worker_count(built, tmp_path, workers):
+    out, manifest = built  # built with the default worker count (this machine's cores)
+    again = build(MIXTURE, tmp_path, tokenizer=Path(manifest["kinds"]["sft"]["tokens"]["tokenizer"]), workers=workers)
+    for name in ("sft.jsonl", "sft.validation.jsonl", "dpo.jsonl", "dpo.validation.jsonl", "rejects.jsonl",
+                 "manifest.json"):
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+    assert again == manifest
+
+
+def test_a_worker_count_below_one_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="workers must be at least 1, not 0"):
+        build(MIXTURE, tmp_path, workers=0)
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_token_lengths_count_each_row_once_as_the_chat_template_tokenizes_it(built, tiny_llama3):
+    out, _ = built
+    rows = read_jsonl(out / "sft.jsonl")[:20] + read_jsonl(out / "dpo.jsonl")[:20]
+    tokenizer = load_tokenizer(tiny_llama3)
+    expected = [max(len(tokenizer.apply_chat_template(conversation(row, side), tokenize=True, return_dict=False))
+                    for side in ("chosen", "rejected")) for row in rows]
+    assert token_lengths(rows, tiny_llama3, workers=1) == expected
+    assert token_lengths(rows, tiny_llama3, workers=2) == expected
+
+
+def test_max_rows_counts_distinct_rows_and_the_manifest_says_how_many_repeats_went_first(tmp_path):
+    rows = [{"messages": [{"role": "user", "content": f"Which enzyme is deficient in patient case number {i}?"},
+                          {"role": "assistant", "content": f"Answer {i}."}]} for i in range(10)]
+    source = tmp_path / "repeats.jsonl"
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows * 3))  # each prompt annotated three times
+
+    def capped(mixture):
+        mixture["sft"] = [{"source": "messages", "inputs": [str(source)], "max_rows": 8}]
+        mixture["validation_fraction"] = 0.0
+        mixture.pop("dpo")
+        mixture.pop("tokenizer")
+
+    manifest = build(changed_mixture(tmp_path, capped), tmp_path / "out")
+    record = manifest["kinds"]["sft"]["sources"][0]
+    assert len(read_jsonl(tmp_path / "out/sft.jsonl")) == record["kept"] == 8
+    assert record["left_out"] == {"cap": 2, "dedup": 20}
+    assert record["max_rows"] == {"cap": 8, "distinct_rows": 10, "over_cap": 2, "duplicates_before_cap": 20}
 
 
 def test_a_mistyped_mixture_key_is_refused_with_a_suggestion(tmp_path):

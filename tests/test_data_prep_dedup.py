@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
+
 from data_prep.decontaminate import normalize
-from data_prep.dedup import dedup
+from data_prep.dedup import dedup, minhash, signatures
 
 
 def entry(user: str, answer: str = "An answer.", where: int = 0) -> dict:
@@ -39,3 +43,26 @@ def test_related_but_different_questions_are_kept():
                for i, disease in enumerate(["hypertension", "asthma", "migraine", "gout", "psoriasis"])]
     kept, removed = dedup(entries)
     assert len(kept) == 5 and not removed
+
+
+def test_signatures_are_datasketchs_minhash_of_each_rows_shingles():
+    rng = random.Random(0)
+    vocabulary = "the of aortic stenosis kidney fever ﬁbrosis Acute chronic, dose; 45-year-old mg/dL".split()
+    texts = ["", "one", "Two words!"] + [" ".join(rng.choices(vocabulary, k=rng.randint(1, 60))) for _ in range(200)]
+    assert np.array_equal(signatures(texts), np.array([minhash(text).hashvalues for text in texts]))
+
+
+def test_many_near_duplicates_are_removed_the_same_way_by_any_worker_count():
+    rng = random.Random(1)
+    vocabulary = "fever cough chest pain kidney liver acute chronic patient severe mild dose the of and with".split()
+    originals = [" ".join(rng.choices(vocabulary, k=rng.randint(8, 30))) for _ in range(300)]
+    entries = []
+    for where in range(900):
+        words = rng.choice(originals).split()
+        if rng.random() < 0.5:  # one word changed: often a near-duplicate, sometimes not
+            words[rng.randrange(len(words))] = rng.choice(vocabulary)
+        entries.append(entry(" ".join(words), where=where))
+    one = dedup(entries, workers=1)
+    assert [e["origin"]["where"] for e in dedup(entries, workers=2)[0]] == [e["origin"]["where"] for e in one[0]]
+    reasons = {r["reason"] for r in one[1]}
+    assert reasons == {"exact duplicate", "near-duplicate prompt"} and 100 < len(one[0]) < 900
