@@ -60,6 +60,10 @@ def overrides(check, config: dict[str, Any], stage: str) -> dict[str, Any]:
     if stage == "sft":
         found["warmup_steps"] = 2
         check.substitute("warmup_steps", 2, "the recipe's 100 would keep a short run's learning rate near zero")
+    if config.get("peft_trainable_token_indices"):
+        found["peft_trainable_token_indices"] = gpu_throughput.token_rows(config, check.work / "model")
+        check.substitute("peft_trainable_token_indices", found["peft_trainable_token_indices"],
+                         "the same tokens' rows, as the check's in-process tokenizer numbers them")
     if config.get("attn_implementation") == "flash_attention_2" and (check.cpu or not flash_attention()):
         found["attn_implementation"] = "sdpa"
         check.substitute("attn_implementation", "sdpa", "flash-attn is not installed" if not check.cpu else "CPU")

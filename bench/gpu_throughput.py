@@ -36,7 +36,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.llama3_tokenizer import LLAMA3_SPECIAL_TOKENS  # noqa: E402
 from launch import plan  # noqa: E402
+from launch.base_models import model_folder  # noqa: E402
 from launch.estimates import GIB, MODELS, Shape, flops_per_token, lora_params  # noqa: E402
 
 
@@ -87,9 +89,29 @@ def save_random_model(shape: Shape, folder: Path) -> None:
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.train_from_iterator(["random weights, random tokens"], trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|begin_of_text|>", "<|end_of_text|>"], show_progress=False))
+        vocab_size=300, special_tokens=LLAMA3_SPECIAL_TOKENS, show_progress=False))
     PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>",
                             pad_token="<|end_of_text|>").save_pretrained(folder)
+
+
+def token_rows(config: dict[str, Any], tokenizer_dir: Path) -> dict[str, list[int]] | list[int] | None:
+    """The recipe's ``peft_trainable_token_indices`` (ids in its base model's vocabulary, read from the vendored
+    tokenizer_config.json) as the ids of the same tokens in the tokenizer at ``tokenizer_dir``; unchanged while
+    that folder holds no tokenizer yet (a config written before its model)."""
+    from transformers import AutoTokenizer
+
+    indices = config.get("peft_trainable_token_indices")
+    folder = model_folder(config)
+    if not indices or folder is None or not (tokenizer_dir / "tokenizer_config.json").is_file():
+        return indices
+    decoder = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))["added_tokens_decoder"]
+    names = {int(number): token["content"] for number, token in decoder.items()}
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+
+    def ours(ids: list[int]) -> list[int]:
+        return [tokenizer.convert_tokens_to_ids(names[number]) for number in ids]
+
+    return {layer: ours(ids) for layer, ids in indices.items()} if isinstance(indices, dict) else ours(indices)
 
 
 def write_rows(path: Path, rows: int, median: int, limit: int, vocab: int, seed: int = 0) -> float:
@@ -110,6 +132,8 @@ def bench_config(mode: str, work: Path, steps: int, tiny: bool, recipe: Path = R
     """The 8B recipe, pointed at the random model and rows, with the mode's packing and attention (``attention``
     replaces flash_attention_2 where flash-attn is not installed)."""
     config = yaml.safe_load(recipe.read_text(encoding="utf-8"))
+    if config.get("peft_trainable_token_indices"):  # the recipe's token rows, as our tokenizer numbers them
+        config["peft_trainable_token_indices"] = token_rows(config, work / "model")
     for key in ("test_datasets", "revision_of_model", "wandb_project", "wandb_log_model", "sample_packing",
                 "pad_to_sequence_len", "attn_implementation", "evals_per_epoch", "save_steps", "save_total_limit",
                 "auto_resume_from_checkpoints"):

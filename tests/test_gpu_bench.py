@@ -43,3 +43,16 @@ def test_tiny_benchmark_runs_axolotl_and_reports_tokens_per_second(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr + (tmp_path / "plain.log").read_text()[-3000:]
     result = json.loads((tmp_path / "results.json").read_text())["plain"]
     assert result["timed_steps"] == 3 and result["tokens"] > 0 and result["tokens_per_s_per_gpu"] > 0
+
+
+def test_the_recipes_token_rows_become_the_same_tokens_of_the_benchmarks_tokenizer(tiny_llama3):
+    import yaml
+    from transformers import AutoTokenizer
+
+    config = yaml.safe_load(bench.RECIPE.read_text(encoding="utf-8"))
+    assert config["peft_trainable_token_indices"]["embed_tokens"] == [128006, 128007, 128009]  # Llama-3's ids
+    rows = bench.token_rows(config, tiny_llama3)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama3)
+    assert [tokenizer.convert_ids_to_tokens(i) for i in rows["embed_tokens"]] == \
+        ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+    assert tokenizer.convert_ids_to_tokens(rows["lm_head"]) == ["<|eot_id|>"]
