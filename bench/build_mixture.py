@@ -49,7 +49,8 @@ WORDS = ("fever cough dyspnoea chest pain abdominal nausea headache fatigue rash
 SCHEMAS = ("alpaca", "messages", "medmcqa", "pref-pairs")
 TEXT_SOURCES = [*sorted((ROOT / "data_prep/samples").glob("*.json*")), *sorted((ROOT / "data/default").glob("*.jsonl")),
                 *sorted(Path("/work/shared/reference").glob("*.json"))]
-STAGES = ("gather", "cap_after_dedup", "dedup", "decontaminate_rows", "token_lengths", "split", "write_jsonl_atomic")
+STAGES = ("gather", "cap_after_dedup", "dedup", "decontaminate_rows", "measure_lengths", "split",
+          "write_jsonl_atomic")
 
 
 def strings(value: Any) -> Iterator[str]:
