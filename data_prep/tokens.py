@@ -11,8 +11,8 @@ Two savings keep this cheap on large mixtures, both exact where it matters:
   manifest says so (``sampled``).
 
 The tokenizer is loaded from ``tokenizer.json`` with the ``tokenizers`` library and the chat template is
-rendered by transformers' own renderer (what ``apply_chat_template`` calls), without importing
-``AutoTokenizer`` (and torch); folders this does not cover are loaded with ``AutoTokenizer``.
+rendered in the jinja2 sandbox set up as transformers sets it up, without importing transformers (and
+torch; seconds); folders this does not cover are loaded with ``AutoTokenizer``.
 """
 
 from __future__ import annotations
@@ -43,9 +43,39 @@ class ChatTokenizer:
     special: dict[str, str]  # bos_token, eos_token, ...: the names the template may use
 
     def render(self, conversations: list[list[dict[str, str]]]) -> list[str]:
-        from transformers.utils.chat_template_utils import render_jinja_template
+        compiled = compile_template(self.template)
+        return [compiled.render(messages=chat, tools=None, documents=None, add_generation_prompt=False,
+                                **self.special) for chat in conversations]
 
-        return render_jinja_template(conversations, chat_template=self.template, **self.special)[0]
+
+@lru_cache(maxsize=4)
+def compile_template(template: str) -> Any:
+    """The template in the sandboxed jinja2 environment transformers' ``apply_chat_template`` uses, with its
+    filter and globals (transformers 5, ``utils/chat_template_utils.py``); a template with transformers'
+    own ``{% generation %}`` tag is left to transformers. A test checks the output against transformers'.
+    """
+    if re.search(r"\{%-?\s*generation\s*-?%\}", template):
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+
+        return _compile_jinja_template(template)
+    from datetime import datetime
+
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
+               sort_keys: bool = False) -> str:
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                                extensions=[jinja2.ext.loopcontrols])
+    environment.filters["tojson"] = tojson
+    environment.globals["raise_exception"] = raise_exception
+    environment.globals["strftime_now"] = lambda format: datetime.now().strftime(format)
+    return environment.from_string(template)
 
 
 def conversation(row: dict[str, Any], side: str = "chosen") -> list[dict[str, str]]:
@@ -67,6 +97,7 @@ def load_tokenizer(path: Path) -> ChatTokenizer:
             config.get("tokenizer_class") in FAST_CLASSES and not (folder / "special_tokens_map.json").exists():
         import tokenizers
 
+        compile_template(template)  # here, so that forked workers inherit it compiled
         return ChatTokenizer(tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json")), template,
                              {k: v for k, v in special.items() if isinstance(v, str)})
     from transformers import AutoTokenizer
