@@ -226,7 +226,7 @@ def run_build(root: Path, workers: int | None) -> None:
     for name in STAGES:
         if hasattr(build_module, name):
             timed(build_module, name, seconds)
-    timed(tokens, "load_tokenizer", seconds)  # inside token_lengths: importing transformers, mostly
+    timed(tokens, "load_tokenizer", seconds)  # inside measure_lengths: reading tokenizer.json, the template
     tokenizer = root / "tokenizer" if (root / "tokenizer").is_dir() else None
     kwargs = {} if workers is None else {"workers": workers}
     start = time.perf_counter()
