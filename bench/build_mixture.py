@@ -49,7 +49,8 @@ WORDS = ("fever cough dyspnoea chest pain abdominal nausea headache fatigue rash
 SCHEMAS = ("alpaca", "messages", "medmcqa", "pref-pairs")
 TEXT_SOURCES = [*sorted((ROOT / "data_prep/samples").glob("*.json*")), *sorted((ROOT / "data/default").glob("*.jsonl")),
                 *sorted(Path("/work/shared/reference").glob("*.json"))]
-STAGES = ("gather", "cap_after_dedup", "dedup", "decontaminate_rows", "token_lengths", "split", "write_jsonl_atomic")
+STAGES = ("gather", "cap_after_dedup", "dedup", "decontaminate_rows", "measure_lengths", "split",
+          "write_jsonl_atomic")
 
 
 def strings(value: Any) -> Iterator[str]:
@@ -225,7 +226,7 @@ def run_build(root: Path, workers: int | None) -> None:
     for name in STAGES:
         if hasattr(build_module, name):
             timed(build_module, name, seconds)
-    timed(tokens, "load_tokenizer", seconds)  # inside token_lengths: importing transformers, mostly
+    timed(tokens, "load_tokenizer", seconds)  # inside measure_lengths: reading tokenizer.json, the template
     tokenizer = root / "tokenizer" if (root / "tokenizer").is_dir() else None
     kwargs = {} if workers is None else {"workers": workers}
     start = time.perf_counter()

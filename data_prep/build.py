@@ -26,7 +26,7 @@ from data_prep.mixture import check_mixture
 from data_prep.parallel import default_workers
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
-from data_prep.tokens import token_lengths, token_stats
+from data_prep.tokens import measure_lengths, token_stats
 from launch.records import load_yaml, sha256_file, staged_outputs, write_json_atomic, write_jsonl_atomic
 
 MIXTURE_KEYS = {"name", "version", "seed", "system_prompt", "validation_fraction", "max_reject_rate",
@@ -175,12 +175,13 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None, wo
                                  overlap=h["overlap"]) for h in hits]
         tokens, limit = None, mixture.get("sequence_len")
         if tokenizer is not None:
-            lengths = token_lengths([e["row"] for e in entries], tokenizer, workers, label=f"{kind}: token lengths")
-            tokens = token_stats(lengths, tokenizer, limit)
+            lengths, sampled = measure_lengths([e["row"] for e in entries], tokenizer, workers, limit,
+                                               label=f"{kind}: token lengths")  # None: a row known to fit
+            tokens = token_stats(lengths, tokenizer, limit, sampled)
             if limit:  # Axolotl would drop these silently; leave them out here, with the reason
                 left_out += [removed(e, kind, "length", f"{n} tokens is over sequence_len {limit}")
-                             for e, n in zip(entries, lengths, strict=True) if n > limit]
-                entries = [e for e, n in zip(entries, lengths, strict=True) if n <= limit]
+                             for e, n in zip(entries, lengths, strict=True) if n is not None and n > limit]
+                entries = [e for e, n in zip(entries, lengths, strict=True) if n is None or n <= limit]
         train, validation = split(entries, mixture.get("validation_fraction", 0.0), mixture.get("seed", 0))
         outputs = {}
         for name, part in ((f"{kind}.jsonl", train), (f"{kind}.validation.jsonl", validation)):

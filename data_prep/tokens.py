@@ -1,8 +1,26 @@
-"""Token-length statistics of built rows, with the chat template applied as training will apply it."""
+"""Token-length statistics of built rows, with the chat template applied as training will apply it.
+
+Two savings keep this cheap on large mixtures, both exact where it matters:
+
+- A row is encoded only when its length is needed. With a byte-level BPE tokenizer (no normalizer,
+  no added prefix space) every token is at least one byte of the rendered text, so a row whose rendered
+  text has at most ``sequence_len`` UTF-8 bytes cannot be over ``sequence_len``: only longer rows are
+  encoded for the length filter, which therefore stays exact.
+- Percentiles come from every row up to ``SAMPLE_ROWS`` rows; above that, from the rows whose rendered
+  text hashes into a fixed fraction (the same rows on every rebuild and for any worker count), and the
+  manifest says so (``sampled``).
+
+The tokenizer is loaded from ``tokenizer.json`` with the ``tokenizers`` library and the chat template is
+rendered in the jinja2 sandbox set up as transformers sets it up, without importing transformers (and
+torch; seconds); folders this does not cover are loaded with ``AutoTokenizer``.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -10,6 +28,54 @@ from typing import Any
 from data_prep.parallel import SHARED, map_chunks
 
 PERCENTILES = (50, 90, 99, 100)
+SAMPLE_ROWS = 10_000  # ours: percentiles over about this many rows (p99 from about 100 above it)
+FAST_CLASSES = {"TokenizersBackend", "PreTrainedTokenizerFast"}  # tokenizer.json as saved, nothing rebuilt
+SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+PRE_TOKENIZERS_ADDING_NOTHING = {"ByteLevel", "Split", "Digits", "Punctuation", "Sequence"}
+
+
+@dataclass
+class ChatTokenizer:
+    """A fast tokenizer and the chat template, rendered as ``apply_chat_template`` renders it."""
+
+    backend: Any  # tokenizers.Tokenizer
+    template: str
+    special: dict[str, str]  # bos_token, eos_token, ...: the names the template may use
+
+    def render(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+        compiled = compile_template(self.template)
+        return [compiled.render(messages=chat, tools=None, documents=None, add_generation_prompt=False,
+                                **self.special) for chat in conversations]
+
+
+@lru_cache(maxsize=4)
+def compile_template(template: str) -> Any:
+    """The template in the sandboxed jinja2 environment transformers' ``apply_chat_template`` uses, with its
+    filter and globals (transformers 5, ``utils/chat_template_utils.py``); a template with transformers'
+    own ``{% generation %}`` tag is left to transformers. A test checks the output against transformers'.
+    """
+    if re.search(r"\{%-?\s*generation\s*-?%\}", template):
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+
+        return _compile_jinja_template(template)
+    from datetime import datetime
+
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
+               sort_keys: bool = False) -> str:
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                                extensions=[jinja2.ext.loopcontrols])
+    environment.filters["tojson"] = tojson
+    environment.globals["raise_exception"] = raise_exception
+    environment.globals["strftime_now"] = lambda format: datetime.now().strftime(format)
+    return environment.from_string(template)
 
 
 def conversation(row: dict[str, Any], side: str = "chosen") -> list[dict[str, str]]:
@@ -18,41 +84,101 @@ def conversation(row: dict[str, Any], side: str = "chosen") -> list[dict[str, st
 
 
 @lru_cache(maxsize=4)
-def load_tokenizer(path: Path) -> Any:
+def load_tokenizer(path: Path) -> ChatTokenizer:
+    """The folder's tokenizer.json and chat template directly where transformers would load them as saved."""
+    folder = Path(path)
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    template_path = folder / "chat_template.jinja"
+    template = template_path.read_text(encoding="utf-8") if template_path.is_file() else config.get("chat_template")
+    special = {name: value["content"] if isinstance(value, dict) else value for name, value in config.items()
+               if name in SPECIAL_NAMES and value is not None}
+    if (folder / "tokenizer.json").is_file() and isinstance(template, str) and \
+            config.get("tokenizer_class") in FAST_CLASSES and not (folder / "special_tokens_map.json").exists():
+        import tokenizers
+
+        compile_template(template)  # here, so that forked workers inherit it compiled
+        return ChatTokenizer(tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json")), template,
+                             {k: v for k, v in special.items() if isinstance(v, str)})
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return ChatTokenizer(tokenizer.backend_tokenizer, tokenizer.get_chat_template(), tokenizer.special_tokens_map)
+
+
+def tokens_at_most_bytes(backend: Any) -> bool:
+    """Whether no text can encode to more tokens than its UTF-8 bytes: byte-level BPE adding no text.
+
+    Every token of such a tokenizer stands for at least one byte of the text, special tokens included.
+    A normalizer (NFKC expands some characters) or a prefix space (Metaspace, ByteLevel's
+    ``add_prefix_space``) could add tokens, so those tokenizers are always encoded.
+    """
+    spec = json.loads(backend.to_str())
+    normalizer = spec.get("normalizer")
+    if normalizer and not (normalizer.get("type") == "Sequence" and not normalizer.get("normalizers")):
+        return False
+    pre = spec.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    return (spec.get("model", {}).get("type") == "BPE" and any(s.get("type") == "ByteLevel" for s in steps)
+            and all(s.get("type") in PRE_TOKENIZERS_ADDING_NOTHING and not s.get("add_prefix_space")
+                    for s in steps)
+            and all(t.content for t in backend.get_added_tokens_decoder().values()))
 
 
 def token_lengths(rows: list[dict[str, Any]], tokenizer_path: Path, workers: int | None = 1,
                   label: str | None = None) -> list[int]:
-    """Each row's length in tokens, chat template applied (for DPO rows, the longer of its two sides).
-
-    ``label`` names the step in the progress bar."""
-    load_tokenizer(tokenizer_path)  # here, so that forked workers inherit it loaded
-    parts = map_chunks(chunk_lengths, rows, len(rows), workers, shared={"tokenizer": tokenizer_path},
-                       label=label)
-    return [length for part in parts for length in part]
+    """Each row's length in tokens, chat template applied (for DPO rows, the longer of its two sides)."""
+    return measure_lengths(rows, tokenizer_path, workers, label=label, sample=False)[0]
 
 
-def chunk_lengths(rows: list[dict[str, Any]]) -> list[int]:
-    """``token_lengths`` of a chunk: each conversation rendered once, then encoded in batches (in Rust)."""
-    tokenizer = load_tokenizer(SHARED["tokenizer"])
+def measure_lengths(rows: list[dict[str, Any]], tokenizer_path: Path, workers: int | None = 1,
+                    sequence_len: int | None = None, label: str | None = None, sample: bool = True
+                    ) -> tuple[list[int | None], list[bool]]:
+    """Each row's length in tokens where needed (else None), and whether the row is in the percentile sample.
+
+    A row is encoded when it is in the sample, or when its rendered text has more UTF-8 bytes than
+    ``sequence_len`` (or the tokenizer is not byte-level BPE): a None is a row known to fit.
+    ``label`` names the step in the progress bar.
+    """
+    tokenizer = load_tokenizer(tokenizer_path)  # here, so that forked workers inherit it loaded
+    fraction = min(1.0, SAMPLE_ROWS / len(rows)) if sample and rows else 1.0
+    shared = {"tokenizer": tokenizer_path, "sequence_len": sequence_len, "threshold": int(fraction * 2**64),
+              "bound": sample and tokens_at_most_bytes(tokenizer.backend)}
+    lengths: list[int | None] = []
+    sampled: list[bool] = []
+    for part_lengths, part_sampled in map_chunks(chunk_lengths, rows, len(rows), workers, shared=shared, label=label):
+        lengths += part_lengths
+        sampled += part_sampled
+    return lengths, sampled
+
+
+def chunk_lengths(rows: list[dict[str, Any]]) -> tuple[list[int | None], list[bool]]:
+    """``measure_lengths`` of a chunk: each conversation rendered once, the needed ones encoded in one batch."""
+    tokenizer, limit, bound = load_tokenizer(SHARED["tokenizer"]), SHARED["sequence_len"], SHARED["bound"]
     owners, conversations = [], []
     for number, row in enumerate(rows):
         for side in [side for side in ("chosen", "rejected") if side in row] or ["chosen"]:
             owners.append(number)
             conversations.append(conversation(row, side))
     if not conversations:
-        return []
-    texts = tokenizer.apply_chat_template(conversations, tokenize=False)
-    lengths = [0] * len(rows)
-    for number, length in zip(owners, encoded_lengths(tokenizer, texts), strict=True):
-        lengths[number] = max(lengths[number], length)
-    return lengths
+        return [], []
+    texts = tokenizer.render(conversations)
+    row_texts: list[list[str]] = [[] for _ in rows]
+    for number, text in zip(owners, texts, strict=True):
+        row_texts[number].append(text)
+    sampled = [SHARED["threshold"] >= 2**64 or int.from_bytes(
+        hashlib.blake2b("\0".join(mine).encode(), digest_size=8).digest(), "little") < SHARED["threshold"]
+               for mine in row_texts]
+    needed = [chosen or not bound or (limit is not None and max(len(t.encode()) for t in mine) > limit)
+              for chosen, mine in zip(sampled, row_texts, strict=True)]
+    pick = [at for at, number in enumerate(owners) if needed[number]]
+    lengths: list[int | None] = [0 if need else None for need in needed]
+    for at, length in zip(pick, encoded_lengths(tokenizer, [texts[at] for at in pick]), strict=True):
+        lengths[owners[at]] = max(lengths[owners[at]], length)
+    return lengths, sampled
 
 
-def encoded_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
+def encoded_lengths(tokenizer: ChatTokenizer, texts: list[str]) -> list[int]:
     """How many tokens each text is, encoded as apply_chat_template encodes it (no special tokens added).
 
     A fast tokenizer cuts a text at its special tokens before anything else, so a text's length is
@@ -60,8 +186,10 @@ def encoded_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
     row (the system prompt, the role names) and each distinct one is encoded once. Where a tokenizer
     does not split that way (checked once against whole-text encoding), the whole texts are encoded.
     """
-    backend = tokenizer.backend_tokenizer
-    splitter = special_splitter(tokenizer)
+    if not texts:
+        return []
+    backend = tokenizer.backend
+    splitter = special_splitter(backend)
     if splitter is None:
         return [len(e) for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
     split = [splitter.split(text) for text in texts]  # text, special, text, special, ..., text
@@ -69,11 +197,11 @@ def encoded_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
     piece_lengths = dict(zip(distinct, map(len, backend.encode_batch_fast(distinct, add_special_tokens=False)),
                              strict=True))
     lengths = [len(parts) // 2 + sum(piece_lengths[p] for p in parts[::2] if p) for parts in split]
-    if not SPLIT_CHECKED.get(id(tokenizer)):
+    if not SPLIT_CHECKED.get(id(backend)):
         whole = [len(e) for e in backend.encode_batch_fast(texts[:64], add_special_tokens=False)]
-        SPLIT_CHECKED[id(tokenizer)] = True
+        SPLIT_CHECKED[id(backend)] = True
         if whole != lengths[:64]:
-            SPLITTERS[id(tokenizer)] = None
+            SPLITTERS[id(backend)] = None
             return encoded_lengths(tokenizer, texts)
     return lengths
 
@@ -82,26 +210,36 @@ SPLITTERS: dict[int, re.Pattern | None] = {}
 SPLIT_CHECKED: dict[int, bool] = {}
 
 
-def special_splitter(tokenizer: Any) -> re.Pattern | None:
+def special_splitter(backend: Any) -> re.Pattern | None:
     """A pattern that splits text at the tokenizer's special tokens, or None where cutting there may not be exact."""
-    if id(tokenizer) not in SPLITTERS:
-        added = list(tokenizer.backend_tokenizer.get_added_tokens_decoder().values())
+    if id(backend) not in SPLITTERS:
+        added = list(backend.get_added_tokens_decoder().values())
         plain = all(t.special and not (t.lstrip or t.rstrip or t.single_word) for t in added)
         contents = sorted((t.content for t in added), key=len, reverse=True)  # leftmost-longest, as tokenizers
-        SPLITTERS[id(tokenizer)] = re.compile("(" + "|".join(map(re.escape, contents)) + ")") \
+        SPLITTERS[id(backend)] = re.compile("(" + "|".join(map(re.escape, contents)) + ")") \
             if plain and contents else None
-    return SPLITTERS[id(tokenizer)]
+    return SPLITTERS[id(backend)]
 
 
-def token_stats(lengths: list[int], tokenizer_path: Path, sequence_len: int | None) -> dict[str, Any]:
-    """Length percentiles in tokens and how many rows exceed ``sequence_len`` (Axolotl would drop those)."""
-    lengths = sorted(lengths)
-    if not lengths:
+def token_stats(lengths: list[int | None], tokenizer_path: Path, sequence_len: int | None,
+                sampled: list[bool] | None = None) -> dict[str, Any]:
+    """Length percentiles in tokens and how many rows exceed ``sequence_len`` (Axolotl would drop those).
+
+    The percentiles are over the ``sampled`` rows (default: all); ``over_sequence_len`` counts every row,
+    since every row that could be over it was encoded.
+    """
+    sampled = [True] * len(lengths) if sampled is None else sampled
+    chosen = sorted(n for n, s in zip(lengths, sampled, strict=True) if s)
+    if not chosen:
         return {"rows": 0}
     stats: dict[str, Any] = {"tokenizer": str(tokenizer_path), "rows": len(lengths)}
     for p in PERCENTILES:
-        stats[f"p{p}"] = lengths[min(len(lengths) - 1, (len(lengths) * p) // 100)]
+        stats[f"p{p}"] = chosen[min(len(chosen) - 1, (len(chosen) * p) // 100)]
+    if len(chosen) < len(lengths):
+        stats["sampled"] = {"rows": len(chosen), "of": len(lengths),
+                            "how": "percentiles over the rows whose rendered text's blake2b hash falls in a fixed "
+                                   "fraction; over_sequence_len counts every row"}
     if sequence_len is not None:
         stats["sequence_len"] = sequence_len
-        stats["over_sequence_len"] = sum(1 for n in lengths if n > sequence_len)
+        stats["over_sequence_len"] = sum(1 for n in lengths if n is not None and n > sequence_len)
     return stats

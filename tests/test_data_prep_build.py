@@ -13,7 +13,7 @@ import yaml
 from helpers import ROOT, read_jsonl
 
 from data_prep.build import build
-from data_prep.tokens import conversation, load_tokenizer, token_lengths
+from data_prep.tokens import conversation, token_lengths
 
 MIXTURE = ROOT / "data_prep/mixtures/default-v1.yaml"
 
@@ -106,7 +106,9 @@ def test_a_worker_count_below_one_is_refused(tmp_path):
 def test_token_lengths_count_each_row_once_as_the_chat_template_tokenizes_it(built, tiny_llama3):
     out, _ = built
     rows = read_jsonl(out / "sft.jsonl")[:20] + read_jsonl(out / "dpo.jsonl")[:20]
-    tokenizer = load_tokenizer(tiny_llama3)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama3)
     expected = [max(len(tokenizer.apply_chat_template(conversation(row, side), tokenize=True, return_dict=False))
                     for side in ("chosen", "rejected")) for row in rows]
     assert token_lengths(rows, tiny_llama3, workers=1) == expected
