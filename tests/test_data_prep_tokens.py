@@ -1,4 +1,4 @@
-"""Token lengths without loading transformers' tokenizer, encoding only the rows whose length matters.
+"""Token lengths without loading transformers' tokenizer classes, encoding only the rows whose length matters.
 
 Real tokenizers: the tests' tiny Llama-3-style byte-level BPE and, after ``make model``, SmolLM2's.
 """
@@ -48,10 +48,11 @@ def test_the_light_loader_renders_and_counts_as_apply_chat_template(tiny_llama3)
         assert tokens.encoded_lengths(light, texts) == expected, folder
 
 
-def test_the_light_loader_leaves_transformers_and_torch_unimported(tiny_llama3):
+def test_the_light_loader_leaves_torch_and_the_tokenizer_classes_unimported(tiny_llama3):
     code = ("import sys; from data_prep.tokens import load_tokenizer; "
             f"t = load_tokenizer({str(tiny_llama3)!r}); t.render([[{{'role': 'user', 'content': 'hi'}}]]); "
-            "print(type(t.backend).__module__, 'torch' in sys.modules, 'transformers' in sys.modules)")
+            "print(type(t.backend).__module__, 'torch' in sys.modules, "
+            "'transformers.tokenization_utils_base' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["tokenizers", "False", "False"]
