@@ -6,7 +6,7 @@
     python -m launch reproduce runs/<id>     re-run a finished run from its manifest
     python -m launch chain --slurm CLUSTER.yaml   data, sft, merge, dpo, merge, eval as dependent SLURM jobs
 
-Any command takes --verbose (show third-party import noise, launch/quiet.py) and --quiet (no progress bars).
+Any command takes --verbose (show third-party import noise, common/quiet.py) and --quiet (no progress bars).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from launch import progress, quiet
+from common import progress, quiet
 
 # Commands other than stages, each one module with a main(argv).
 COMMANDS = {"check": "launch.check", "plan": "launch.plan", "reproduce": "launch.reproduce", "chain": "launch.chain"}

@@ -4,7 +4,7 @@
 
 A run is reopened only while its manifest says "queued" (submitted, not started), "preempted" (stopped
 by a signal or the stop file, with a checkpoint when training had begun) or "lost". A "running" run whose
-lock nobody holds (launch/rundir.py) died without a word (SIGKILL, node loss): its attempt is recorded
+lock nobody holds (common/rundir.py) died without a word (SIGKILL, node loss): its attempt is recorded
 "lost" and the run resumes from its last checkpoint. Each attempt records where it ran (host, SLURM job id,
 restart count, node list), the
 checkpoint it resumed from and the step training started at (``train_start.json``, written by
@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from launch.manifest import now
+from common.rundir import now
 from launch.plugins import PLUGINS
 
 REOPENABLE = ("queued", "preempted", "lost")

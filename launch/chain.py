@@ -14,12 +14,12 @@ import argparse
 import time
 from pathlib import Path
 
+from common.files import write_json_atomic
 from launch import slurm
 from launch.cli import parse_override
 from launch.cli import parser as stage_parser
 from launch.cli import submit as submit_stage
 from launch.distributed import topology
-from launch.records import write_json_atomic
 from launch.stage import StageRun, recipe_slug
 
 DEFAULT = Path("recipes/smollm2-135m/v1")

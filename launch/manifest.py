@@ -17,17 +17,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launch.records import count_rows, redact, secret_values, sha256_file, sha256_tree, write_json_atomic
+from common.files import count_rows, sha256_file, sha256_tree
+from common.rundir import MANIFEST, now, write_manifest
+from common.secrets import redact, secret_values
 
-MANIFEST = "manifest.json"
 PACKAGES = ("axolotl", "torch", "transformers", "trl", "peft", "bitsandbytes", "datasets", "accelerate", "lm_eval")
 # Environment variables worth recording: they change how a stage runs. Values of secret-named ones never are.
 RECORDED_ENV = ("AXOLOTL_DO_NOT_TRACK", "HF_HUB_OFFLINE", "WANDB_MODE", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
-
-
-def now() -> str:
-    """The current time, ISO 8601 with timezone."""
-    return dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")
 
 
 def git_state(repo: Path) -> dict[str, Any]:
@@ -135,7 +131,7 @@ def start(run_dir: Path, *, stage: str, recipe: Path, config: dict[str, Any], ro
         "environment": {k: env[k] for k in RECORDED_ENV if k in env},
         "outputs": {},
     }
-    write_json_atomic(run_dir / MANIFEST, manifest)
+    write_manifest(run_dir, manifest)
     return manifest
 
 
@@ -152,10 +148,6 @@ def finish(run_dir: Path, manifest: dict[str, Any], *, exit_code: int, error: di
         duration_s=round(elapsed.total_seconds()),
         outputs=outputs,
     )
-    write_json_atomic(run_dir / MANIFEST, manifest)
+    write_manifest(run_dir, manifest)
     return manifest
 
-
-def read(run_dir: Path) -> dict[str, Any]:
-    """A run's manifest."""
-    return json.loads((run_dir / MANIFEST).read_text())

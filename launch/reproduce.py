@@ -26,10 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common.files import sha256_file, sha256_tree
+from common.rundir import MANIFEST, read_manifest, write_manifest
+from common.secrets import REDACTED
 from launch import manifest, train_record
 from launch.cli import parse_override
 from launch.distributed import Topology
-from launch.records import REDACTED, sha256_file, sha256_tree, write_json_atomic
 from launch.stage import StageRun, recipe_slug, resolve_config, run_stage
 
 RUN_FOLDER_KEYS = ("output_dir", "dataset_prepared_path")  # differ by design: each run writes into its own folder
@@ -87,7 +89,7 @@ def rebuild_mixture(group: list[dict[str, Any]], root: Path) -> None:
     link = group[0]["data_manifest"]
     mixture = link.get("mixture")
     if mixture is None and (root / link["path"]).is_file():  # runs from before the manifest named the mixture
-        mixture = manifest.read((root / link["path"]).parent).get("mixture")
+        mixture = read_manifest((root / link["path"]).parent).get("mixture")
     if mixture is None:
         raise refuse(f"{link['path']} is gone and the run does not name its mixture: rebuild it (make data) first")
     mixture_path = root / mixture["path"]
@@ -111,7 +113,7 @@ def rebuild_mixture(group: list[dict[str, Any]], root: Path) -> None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(Path(tmp) / target.name, target)
         if not (root / link["path"]).is_file():
-            shutil.copyfile(Path(tmp) / manifest.MANIFEST, root / link["path"])
+            shutil.copyfile(Path(tmp) / MANIFEST, root / link["path"])
 
 
 def check_datasets(record: dict[str, Any], root: Path) -> None:
@@ -175,7 +177,7 @@ def prepare(record: dict[str, Any], run_dir: Path, root: Path, allow_recipe_chan
     """Every check that comes before training; the stage request that re-runs the run. Raises SystemExit."""
     recipe = check_recipe(record, root, allow_recipe_change)
     parent = Path(record["parent"]["path"]) if record.get("parent") else None
-    if parent is not None and not (root / parent / manifest.MANIFEST).is_file():
+    if parent is not None and not (root / parent / MANIFEST).is_file():
         raise refuse(f"parent run {parent} is gone")
     attempts = record.get("attempts") or [{}]
     topology = Topology(**{k: v for k, v in (attempts[0].get("topology") or {}).items() if k != "world_size"})
@@ -215,9 +217,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     root = Path.cwd()
 
-    if not (args.run / manifest.MANIFEST).is_file():
-        raise SystemExit(f"reproduce: {args.run / manifest.MANIFEST} not found: is {args.run} a run folder?")
-    record = manifest.read(args.run)
+    if not (args.run / MANIFEST).is_file():
+        raise SystemExit(f"reproduce: {args.run / MANIFEST} not found: is {args.run} a run folder?")
+    record = read_manifest(args.run)
     if record.get("status") != "succeeded":
         raise refuse(f"run {args.run} did not finish (status {record.get('status')!r})")
     request = prepare(record, args.run, root, args.allow_recipe_change, args.runs_dir, args.run_id)
@@ -226,11 +228,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run_stage(request)
     except BaseException:
-        if (new_dir / manifest.MANIFEST).is_file():
-            write_json_atomic(new_dir / manifest.MANIFEST, {**manifest.read(new_dir), "reproduces": reproduces})
+        if (new_dir / MANIFEST).is_file():
+            write_manifest(new_dir, {**read_manifest(new_dir), "reproduces": reproduces})
         raise
-    result = train_record.compare(train_records(args.run, record), manifest.read(new_dir), args.steps, args.tolerance)
-    write_json_atomic(new_dir / manifest.MANIFEST, {**manifest.read(new_dir), "reproduces": reproduces,
+    result = train_record.compare(train_records(args.run, record), read_manifest(new_dir), args.steps, args.tolerance)
+    write_manifest(new_dir, {**read_manifest(new_dir), "reproduces": reproduces,
                                                     "reproduction": result})
     print(f"\nrun {new_dir.name} reproduces {record['run_id']}:")
     train_record.print_comparison(result)

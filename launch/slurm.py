@@ -20,9 +20,9 @@ from typing import Any
 import jinja2
 import yaml
 
-from launch import manifest
+from common.files import atomic_writer
+from common.rundir import now, read_manifest, write_manifest
 from launch.distributed import Topology, per_node_command
-from launch.records import atomic_writer, write_json_atomic
 
 TEMPLATE = Path(__file__).parent / "templates" / "sbatch.sh.j2"
 PROFILE_KEYS = {"partition", "account", "qos", "gpus_per_node", "cpus_per_node", "mem", "time", "signal_before_s",
@@ -106,14 +106,14 @@ def submit(profile_path: Path, job: Job, run_dir: Path | None, script_path: Path
         handle.write(script)
     job_id = sbatch(script_path, job.after, job.root)
     if run_dir is not None:
-        record = manifest.read(run_dir)
+        record = read_manifest(run_dir)
         record.setdefault("slurm_jobs", []).append({
             "job_id": job_id, "title": job.title, "script": str(script_path.relative_to(run_dir)),
             "cluster": str(profile_path), "topology": job.topology.as_record(), "after": job.after,
-            "log": str(job.log_path.relative_to(run_dir)).replace("%j", job_id), "submitted_at": manifest.now()})
+            "log": str(job.log_path.relative_to(run_dir)).replace("%j", job_id), "submitted_at": now()})
         if record["status"] == "running" and not record.get("attempts"):
             record["status"] = "queued"
-        write_json_atomic(run_dir / manifest.MANIFEST, record)
+        write_manifest(run_dir, record)
     log = str(job.log_path).replace("%j", job_id)
     print(f"submitted job {job_id}: {job.title}\n  follow it: squeue -j {job_id}; tail -f {log}; "
           f"sacct -j {job_id} --format=JobID,State,ExitCode,Elapsed,NodeList")

@@ -28,11 +28,13 @@ from typing import Any
 
 import yaml
 
-from launch import attempts, manifest, quiet, train_record
+from common import quiet
+from common.errors import InputError
+from common.files import atomic_writer
+from common.rundir import MANIFEST, RunLock, check_run_id, create, latest_run, read_manifest, write_manifest
+from common.secrets import redact_text, secret_values
+from launch import attempts, manifest, train_record
 from launch.distributed import Topology, train_command
-from launch.errors import InputError
-from launch.records import atomic_writer, redact_text, secret_values, write_json_atomic
-from launch.rundir import RunLock, check_run_id, create
 
 # Each stage is a list of Axolotl CLI steps, run in order on the resolved config.
 STAGE_STEPS = {
@@ -91,18 +93,6 @@ def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
             node[key] = value
         else:
             node = node[key]
-
-
-def latest_run(runs_dir: Path, stage: str) -> Path:
-    """The most recently finished successful run of ``stage``."""
-    done = []
-    for path in runs_dir.glob(f"*/{manifest.MANIFEST}"):
-        record = manifest.read(path.parent)
-        if record.get("stage") == stage and record.get("status") == "succeeded":
-            done.append((record["ended_at"], path.parent))
-    if not done:
-        raise SystemExit(f"no successful {stage} run in {runs_dir}/: run `make {stage}` first")
-    return max(done)[1]
 
 
 def load_recipe(recipe: Path, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -261,7 +251,7 @@ def run_logged(command: list[str], log_path: Path, env: dict[str, str], cwd: Pat
 
     The run's lock passes to the command, so the run stays locked while any of its processes lives. When the
     first process exits, the rest of its group (a torchrun's workers, their DataLoader workers) is waited for.
-    The log keeps every line; the terminal skips known third-party import noise unless --verbose (launch/quiet.py).
+    The log keeps every line; the terminal skips known third-party import noise unless --verbose (common/quiet.py).
     """
     secrets = secret_values(env)
     tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
@@ -303,9 +293,9 @@ def parent_record(request: StageRun, pending_ok: bool) -> dict[str, Any] | None:
         return None
     want = STAGE_PARENT[request.stage]
     parent_dir = request.parent or latest_run(request.runs_dir, want)
-    if not (parent_dir / manifest.MANIFEST).is_file():
-        raise InputError(f"--parent {parent_dir}: not a run folder (no {manifest.MANIFEST})")
-    record = manifest.read(parent_dir)
+    if not (parent_dir / MANIFEST).is_file():
+        raise InputError(f"--parent {parent_dir}: not a run folder (no {MANIFEST})")
+    record = read_manifest(parent_dir)
     allowed = ("succeeded", "queued", "running", "preempted", "lost") if pending_ok else ("succeeded",)
     if record.get("stage") != want or record.get("status") not in allowed:
         raise InputError(f"--parent {parent_dir}: a {request.stage} run starts from a succeeded {want} run; "
@@ -317,13 +307,13 @@ def reopen(run_dir: Path, wait_s: float) -> tuple[dict[str, Any], dict[str, Any]
     """Lock an existing run folder and read it; a "running" run nobody held is recorded "lost"."""
     lock = RunLock.acquire(run_dir, wait_s)
     try:
-        if not (run_dir / manifest.MANIFEST).is_file():
-            raise InputError(f"{run_dir} exists and is not a run folder (no {manifest.MANIFEST}): choose another "
+        if not (run_dir / MANIFEST).is_file():
+            raise InputError(f"{run_dir} exists and is not a run folder (no {MANIFEST}): choose another "
                              "--run-id")
-        record = manifest.read(run_dir)
+        record = read_manifest(run_dir)
         if record["status"] == "running":  # no process holds the lock: its last attempt died without a word
             lost = attempts.mark_lost(record)
-            write_json_atomic(run_dir / manifest.MANIFEST, record)
+            write_manifest(run_dir, record)
             if lost:
                 print(f"run {run_dir.name}: attempt {lost['attempt']} (host {lost['host']}) ended without a record "
                       "(killed, or its node lost): recorded as lost")
@@ -393,7 +383,7 @@ def run_steps(request: StageRun, run_dir: Path, config: dict[str, Any], record: 
     env.update(LAUNCH_ATTEMPT=str(attempt["attempt"]))
     env.setdefault("LAUNCH_STOP_FILE", str((run_dir / attempts.STOP_FILE).resolve()))
     stopper.stop_file = Path(env["LAUNCH_STOP_FILE"])
-    write_json_atomic(run_dir / manifest.MANIFEST, record)
+    write_manifest(run_dir, record)
     print(f"run {run_id}: {request.stage} from {request.recipe}, base model {config['base_model']}, "
           f"attempt {attempt['attempt']}, {request.topology.world_size} process(es)")
 
@@ -421,7 +411,7 @@ def run_steps(request: StageRun, run_dir: Path, config: dict[str, Any], record: 
                 record.update(train_record.summarize(run_dir, config, run_dir / log_name))  # losses so far
             manifest.finish(run_dir, record, exit_code=code, outputs=outputs, error=None)
             record["status"] = "preempted"
-            write_json_atomic(run_dir / manifest.MANIFEST, record)
+            write_manifest(run_dir, record)
             saved = (attempt.get("preempted") or {}).get("checkpoint")
             print(f"run {run_id}: preempted at {step}"
                   + (f", checkpoint {Path(saved).name} saved" if saved else ", no new checkpoint")

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launch import manifest
+from common.rundir import read_manifest
 
 HASH_BATCH_ROWS = 1000
 LOSSES_FILE = "train_losses.jsonl"  # kept equal to launch.plugins.preempt.LOSSES_FILE (that module imports Axolotl)
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m launch.train_record", description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a run folder, e.g. runs/<run-id>")
     args = parser.parse_args(argv)
-    config = manifest.read(args.run)["config"]
+    config = read_manifest(args.run)["config"]
     json.dump(summarize(args.run, config, args.run / "logs/train.log"), sys.stdout, indent=2)
     sys.stdout.write("\n")
 

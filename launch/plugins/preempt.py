@@ -30,7 +30,7 @@ from pathlib import Path
 from axolotl.integrations.base import BasePlugin
 from transformers import TrainerCallback
 
-from launch.records import write_json_atomic
+from common.files import write_json_atomic
 
 LOG = logging.getLogger(__name__)
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: try again later

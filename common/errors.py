@@ -1,5 +1,9 @@
 """How a command ends on bad input: one line naming the file, line or key and the reason, exit 2, no traceback.
 
+Every CLI (``python -m launch``, ``python -m data_prep``, ``python -m eval``) uses this one convention: a check
+raises :class:`InputError` (or ``SystemExit`` with a message), and the entry point wraps its work in
+:func:`one_line_errors`:
+
     debug, argv = split_debug(sys.argv[1:])
     with one_line_errors(debug):
         run(argv)
@@ -22,6 +26,12 @@ from contextlib import contextmanager
 INPUT_ERROR_EXIT = 2  # as argparse's usage errors
 INTERRUPTED_EXIT = 130  # as a shell reports SIGINT
 DEBUG_FLAG = "--debug"
+
+
+class InputError(SystemExit):
+    """Bad input (a command-line value, a recipe, a run folder): one line naming it and the reason."""
+
+    exit_code = INPUT_ERROR_EXIT
 
 
 def split_debug(argv: list[str]) -> tuple[bool, list[str]]:
