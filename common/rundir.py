@@ -63,6 +63,22 @@ def latest_run(runs_dir: Path, stage: str) -> Path:
     return max(done)[1]
 
 
+def recipe_slug(recipe: Path) -> str:
+    """``recipes/smollm2-135m/v1/sft.yaml`` -> ``smollm2-135m-v1``."""
+    parts = recipe.resolve().parts
+    if "recipes" in parts:
+        inner = parts[parts.index("recipes") + 1 : -1]
+        if inner:
+            return "-".join(inner)
+    return recipe.stem
+
+
+def new_run_id(stage: str, recipe: Path, stamp: str | None = None, suffix: str = "") -> str:
+    """The default run id, ``<time>-<stage>-<recipe>[-<suffix>]``: the one place it is made (a chain shares a stamp)."""
+    stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{stage}-{recipe_slug(recipe)}" + (f"-{suffix}" if suffix else "")
+
+
 def check_run_id(run_id: str) -> str:
     """``run_id`` if it is a safe folder name; SystemExit with one line otherwise."""
     if not RUN_ID.fullmatch(run_id) or ".." in run_id:

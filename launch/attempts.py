@@ -22,12 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from common.rundir import now
-from launch.plugins import PLUGINS
+from launch.plugins import PLUGINS, PREEMPTED_FILE, TRAIN_START_FILE
 
 REOPENABLE = ("queued", "preempted", "lost")
-PREEMPTED_EXIT = 75  # kept equal to launch.plugins.preempt.PREEMPTED_EXIT (that module imports Axolotl)
-PREEMPTED_FILE = "preempted.json"
-TRAIN_START_FILE = "train_start.json"
 STOP_FILE = ".stop"  # touched to ask every rank for a checkpoint (LAUNCH_STOP_FILE)
 # A step that died of one of these was stopped from outside, not broken: the run can resume.
 STOPPED_BY = {-signal.SIGTERM, -signal.SIGUSR1, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGUSR1}

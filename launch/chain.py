@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 
 from common.files import write_json_atomic
+from common.rundir import new_run_id
 from launch import slurm
 from launch.cli import parse_override
 from launch.cli import parser as stage_parser
 from launch.cli import submit as submit_stage
 from launch.distributed import topology
-from launch.stage import StageRun, recipe_slug
+from launch.stage import StageRun
 
 DEFAULT = Path("recipes/smollm2-135m/v1")
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
                 *([f"--gpus-per-node={args.gpus_per_node}"] if args.gpus_per_node else [])]
     parent = None
     for stage, recipe in (("sft", args.sft), ("dpo", args.dpo)):
-        run_id = f"{stamp}-{stage}-{recipe_slug(recipe)}"
+        run_id = new_run_id(stage, recipe, stamp)
         train = stage_args(stage, str(recipe), "--run-id", run_id, *flags, *(f"--after={a}" for a in after))
         request = StageRun(stage=stage, recipe=recipe, runs_dir=args.runs_dir, run_id=run_id, parent=parent,
                            overrides=dict(parse_override(kv) for kv in args.overrides), topology=topo, merge=False)

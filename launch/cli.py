@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import traceback
 from pathlib import Path
 
 import yaml
 
 from common.errors import InputError, positive_int
-from common.rundir import check_run_id, write_manifest
+from common.rundir import check_run_id, new_run_id, write_manifest
 from launch import slurm
 from launch.distributed import Topology, topology
 from launch.pinning import resolve_base_model
@@ -32,7 +31,6 @@ from launch.stage import (
     load_recipe,
     open_run,
     parent_record,
-    recipe_slug,
     run_stage,
 )
 
@@ -115,7 +113,7 @@ def submit(args: argparse.Namespace, request: StageRun | None) -> str | None:
         if args.dry_run:  # a chain's dry run names a parent run that no dry run has made
             if request.parent is not None and request.parent.exists():
                 parent_record(request, pending_ok=True)
-            run_id = request.run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{args.stage}-{recipe_slug(args.recipe)}"
+            run_id = request.run_id or new_run_id(args.stage, args.recipe)
             run_dir = args.runs_dir / run_id
         else:  # the folder stays locked until the submission is recorded (the job waits for it)
             run_dir, _, record, lock = open_run(request, submitting=True)

@@ -106,8 +106,9 @@ def model_record(base_model: str, root: Path, parent: dict[str, Any] | None) -> 
 
 
 def start(run_dir: Path, *, stage: str, recipe: Path, config: dict[str, Any], root: Path,
-          parent: dict[str, Any] | None, argv: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Write the opening manifest of a run and return it."""
+          parent: dict[str, Any] | None, argv: list[str], env: dict[str, str],
+          overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the opening manifest of a run and return it; ``overrides`` are the ``--set`` values, kept as given."""
     secrets = secret_values()
     manifest = {
         "run_id": run_dir.name,
@@ -120,6 +121,7 @@ def start(run_dir: Path, *, stage: str, recipe: Path, config: dict[str, Any], ro
         "duration_s": None,
         "parent": parent,
         "command": redact(argv, secrets),
+        "overrides": None if overrides is None else redact(overrides, secrets),
         "recipe": {"path": str(recipe), "sha256": sha256_file(recipe)},
         "config": redact(config, secrets),
         "code": git_state(root),

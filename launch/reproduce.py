@@ -22,17 +22,16 @@ import argparse
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from common.files import sha256_file, sha256_tree
-from common.rundir import MANIFEST, read_manifest, write_manifest
+from common.rundir import MANIFEST, new_run_id, read_manifest, write_manifest
 from common.secrets import REDACTED
 from launch import manifest, train_record
 from launch.cli import parse_override
 from launch.distributed import Topology
-from launch.stage import StageRun, recipe_slug, resolve_config, run_stage
+from launch.stage import StageRun, resolve_config, run_stage
 
 RUN_FOLDER_KEYS = ("output_dir", "dataset_prepared_path")  # differ by design: each run writes into its own folder
 
@@ -43,7 +42,9 @@ def refuse(reason: str) -> SystemExit:
 
 
 def recorded_overrides(record: dict[str, Any]) -> dict[str, Any]:
-    """The ``--set`` overrides of the original command (a reproduction keeps its original's in ``reproduces``)."""
+    """The ``--set`` overrides of the original run: recorded as such, or (older manifests) parsed from its command."""
+    if record.get("overrides") is not None:
+        return dict(record["overrides"])
     if record.get("reproduces"):
         return dict(record["reproduces"]["overrides"])
     command, overrides = record["command"], {}
@@ -185,7 +186,7 @@ def prepare(record: dict[str, Any], run_dir: Path, root: Path, allow_recipe_chan
         raise refuse(f"run {record['run_id']} trained on {topology.nodes} SLURM nodes: this command re-runs on one "
                      "machine only")
     runs_dir = runs_dir or run_dir.parent
-    run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{record['stage']}-{recipe_slug(recipe)}-repro"
+    run_id = run_id or new_run_id(record["stage"], recipe, suffix="repro")
     if (runs_dir / run_id).exists():
         raise refuse(f"{runs_dir / run_id} already exists: choose another --run-id")
     request = StageRun(stage=record["stage"], recipe=recipe, runs_dir=runs_dir, run_id=run_id, parent=parent,

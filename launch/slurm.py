@@ -23,6 +23,7 @@ import yaml
 from common.files import atomic_writer
 from common.rundir import now, read_manifest, write_manifest
 from launch.distributed import Topology, per_node_command
+from launch.plugins import PREEMPTED_EXIT
 
 TEMPLATE = Path(__file__).parent / "templates" / "sbatch.sh.j2"
 PROFILE_KEYS = {"partition", "account", "qos", "gpus_per_node", "cpus_per_node", "mem", "time", "signal_before_s",
@@ -81,7 +82,7 @@ def render(profile: dict[str, Any], profile_path: Path, job: Job) -> str:
         root=job.root.resolve(), log_path=job.log_path.resolve(), signal_before_s=profile["signal_before_s"],
         extra_sbatch=profile.get("extra_sbatch") or [], env_setup=(profile.get("env_setup") or "").rstrip(),
         env=profile.get("env") or {}, stop_file=job.stop_file.resolve(), per_node=per_node,
-        command=shlex.join(job.command)).rstrip("\n") + "\n"
+        command=shlex.join(job.command), preempted_exit=PREEMPTED_EXIT).rstrip("\n") + "\n"
 
 
 def sbatch(script: Path, after: list[str], cwd: Path) -> str:

@@ -31,10 +31,20 @@ import yaml
 from common import quiet
 from common.errors import InputError
 from common.files import atomic_writer
-from common.rundir import MANIFEST, RunLock, check_run_id, create, latest_run, read_manifest, write_manifest
+from common.rundir import (
+    MANIFEST,
+    RunLock,
+    check_run_id,
+    create,
+    latest_run,
+    new_run_id,
+    read_manifest,
+    write_manifest,
+)
 from common.secrets import redact_text, secret_values
 from launch import attempts, manifest, train_record
 from launch.distributed import Topology, train_command
+from launch.plugins import PREEMPTED_EXIT
 
 # Each stage is a list of Axolotl CLI steps, run in order on the resolved config.
 STAGE_STEPS = {
@@ -62,16 +72,6 @@ class StageRun:
     root: Path = field(default_factory=Path.cwd)
     topology: Topology = field(default_factory=Topology)  # nodes x processes the train step runs on
     merge: bool = True  # False: leave the merge to a separate `python -m launch merge runs/<id>` (SLURM chains)
-
-
-def recipe_slug(recipe: Path) -> str:
-    """``recipes/smollm2-135m/v1/sft.yaml`` -> ``smollm2-135m-v1``."""
-    parts = recipe.resolve().parts
-    if "recipes" in parts:
-        inner = parts[parts.index("recipes") + 1 : -1]
-        if inner:
-            return "-".join(inner)
-    return recipe.stem
 
 
 def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
@@ -336,7 +336,7 @@ def open_run(request: StageRun, submitting: bool = False) -> tuple[Path, dict[st
     if request.run_id is not None:
         check_run_id(request.run_id)
     parent = parent_record(request, pending_ok=submitting)
-    run_id = request.run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{request.stage}-{recipe_slug(request.recipe)}"
+    run_id = request.run_id or new_run_id(request.stage, request.recipe)
     wait_s = SLURM_LOCK_WAIT_S if "SLURM_JOB_ID" in os.environ else 0
     if request.run_id and (request.runs_dir / run_id).exists():
         config, record, lock = reopen(request.runs_dir / run_id, wait_s)
@@ -353,7 +353,8 @@ def open_run(request: StageRun, submitting: bool = False) -> tuple[Path, dict[st
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         argv = [Path(sys.executable).name, "-m", "launch", *sys.argv[1:]]
         record = manifest.start(run_dir, stage=request.stage, recipe=request.recipe, config=config, root=request.root,
-                                parent=parent, argv=argv, env=stage_env(config))
+                                parent=parent, argv=argv, env=stage_env(config),
+                                overrides=request.overrides)
     except BaseException:
         lock.release()
         raise
@@ -416,7 +417,7 @@ def run_steps(request: StageRun, run_dir: Path, config: dict[str, Any], record: 
             print(f"run {run_id}: preempted at {step}"
                   + (f", checkpoint {Path(saved).name} saved" if saved else ", no new checkpoint")
                   + f"; the same command (--run-id {run_id}) resumes it")
-            raise SystemExit(attempts.PREEMPTED_EXIT)
+            raise SystemExit(PREEMPTED_EXIT)
         if code != 0:
             manifest.finish(run_dir, record, exit_code=code, outputs=outputs,
                             error={"step": step, "message": f"axolotl {step} exited with {code}", "log": log_name,

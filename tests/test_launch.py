@@ -8,10 +8,10 @@ import pytest
 from helpers import SFT_RECIPE
 
 from common.files import count_rows, write_json_atomic
-from common.rundir import latest_run, write_manifest
+from common.rundir import latest_run, recipe_slug, write_manifest
 from common.secrets import REDACTED, redact, secret_values
 from launch.cli import parse_override
-from launch.stage import StageRun, recipe_slug, resolve_config, set_dotted
+from launch.stage import StageRun, resolve_config, set_dotted
 
 
 def test_override_values_are_read_as_yaml():

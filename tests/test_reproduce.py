@@ -89,6 +89,15 @@ def test_changed_recipe_runs_with_allow_recipe_change_and_says_what_changed(tmp_
     assert "running the new content" in out and "learning_rate: recorded 0.0002, now 0.0003" in out
 
 
+def test_overrides_recorded_in_the_manifest_are_read_rather_than_the_command(tmp_path, recipe, data):
+    run_dir = finished_run(tmp_path, recipe, {"base_model": HUB_MODEL, "datasets.0.path": str(data)})
+    record = read_manifest(run_dir)
+    record["overrides"] = {"base_model": HUB_MODEL, "datasets.0.path": str(data)}
+    record["command"] = ["python", "-m", "launch", "sft", str(recipe), "--set", "num_epochs=7"]  # not what ran
+    write_manifest(run_dir, record)
+    assert prepare(run_dir).overrides == {"base_model": HUB_MODEL, "datasets.0.path": str(data)}
+
+
 def test_overrides_lost_from_the_record_are_refused(tmp_path, recipe, data):
     run_dir = finished_run(tmp_path, recipe, {"base_model": HUB_MODEL, "datasets.0.path": str(data)})
     record = read_manifest(run_dir)
