@@ -24,6 +24,7 @@ from common.rundir import check_run_id, new_run_id, write_manifest
 from launch import slurm
 from launch.distributed import Topology, topology
 from launch.pinning import resolve_base_model
+from launch.registry import FOLLOWUPS
 from launch.stage import (
     STAGE_PARENT,
     STAGE_STEPS,
@@ -33,8 +34,6 @@ from launch.stage import (
     parent_record,
     run_stage,
 )
-
-FOLLOWUPS = ("merge", "eval")  # stages on an existing run folder (launch/followup.py)
 
 
 def parse_override(text: str) -> tuple[str, object]:

@@ -45,13 +45,8 @@ from common.secrets import redact_text, secret_values
 from launch import attempts, manifest, train_record
 from launch.distributed import Topology, train_command
 from launch.plugins import PREEMPTED_EXIT
+from launch.registry import STAGE_PARENT, STAGE_STEPS  # each stage's Axolotl steps, and the stage it starts from
 
-# Each stage is a list of Axolotl CLI steps, run in order on the resolved config.
-STAGE_STEPS = {
-    "sft": ["train", "merge"],
-    "dpo": ["train", "merge"],
-}
-STAGE_PARENT = {"dpo": "sft"}  # a DPO run starts from an SFT run's merged model
 LOG_TAIL_LINES = 40
 RUN_PATHS = {"output_dir": "adapter", "dataset_prepared_path": "prepared"}  # the config keys inside the run folder
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
