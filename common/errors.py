@@ -39,7 +39,7 @@ def split_debug(argv: list[str]) -> tuple[bool, list[str]]:
     return DEBUG_FLAG in argv, [arg for arg in argv if arg != DEBUG_FLAG]
 
 
-def describe(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
     """The error in one line (several only when a check lists several places), with the notes added to it."""
     if isinstance(err, SystemExit):
         text = str(err.code)
@@ -66,17 +66,17 @@ def one_line_errors(debug: bool = False) -> Iterator[None]:
             raise
         if debug:
             traceback.print_exc()
-        print(describe(err), file=sys.stderr)
+        print(one_line(err), file=sys.stderr)
         raise SystemExit(INPUT_ERROR_EXIT) from None
     except KeyboardInterrupt as err:
         if debug:
             raise
-        print(describe(err), file=sys.stderr)
+        print(one_line(err), file=sys.stderr)
         raise SystemExit(INTERRUPTED_EXIT) from None
     except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as err:
         if debug:
             raise
-        print(describe(err) + f" (rerun with {DEBUG_FLAG} for the traceback)", file=sys.stderr)
+        print(one_line(err) + f" (rerun with {DEBUG_FLAG} for the traceback)", file=sys.stderr)
         raise SystemExit(INPUT_ERROR_EXIT) from None
 
 

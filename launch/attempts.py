@@ -59,7 +59,7 @@ def last_checkpoint(output_dir: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
+def read_json_or_none(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -92,11 +92,11 @@ def begin(record: dict[str, Any], run_dir: Path, topology: dict[str, Any]) -> di
 def end(attempt: dict[str, Any], run_dir: Path, exit_code: int, stop: str | None = None) -> str:
     """Close ``attempt``: "succeeded", "preempted" (stopped on request, checkpoint saved if training had begun)
     or "failed". ``stop`` names the signal the launcher received during the step, if any."""
-    preempted = read_json(run_dir / "adapter" / PREEMPTED_FILE)
+    preempted = read_json_or_none(run_dir / "adapter" / PREEMPTED_FILE)
     stopped = preempted or stop or exit_code in STOPPED_BY
     status = "succeeded" if exit_code == 0 else "preempted" if stopped else "failed"
     attempt.update(ended_at=now(), status=status, exit_code=exit_code,
-                   train_start=read_json(run_dir / "adapter" / TRAIN_START_FILE), preempted=preempted)
+                   train_start=read_json_or_none(run_dir / "adapter" / TRAIN_START_FILE), preempted=preempted)
     if stop:
         attempt["stop_signal"] = stop
     return status

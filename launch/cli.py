@@ -98,7 +98,7 @@ def pin_base_model(args: argparse.Namespace, request: StageRun) -> dict | None:
     return pin
 
 
-def submit(args: argparse.Namespace, request: StageRun | None) -> str | None:
+def submit_stage(args: argparse.Namespace, request: StageRun | None) -> str | None:
     """Create (unless a dry run) the run folder and submit the stage as one SLURM job."""
     topo = request.topology if request else topology(1, args.gpus_per_node, None)  # follow-ups: one node
     root, lock = Path.cwd(), None
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> None:
         raise InputError("--dry-run prints the sbatch script: it needs --slurm CLUSTER.yaml")
     if args.stage in FOLLOWUPS:
         if args.slurm:
-            submit(args, None)
+            submit_stage(args, None)
         else:
             from launch.followup import run_followup
 
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> None:
                        parent=args.parent, overrides=dict(args.overrides), root=Path.cwd(),
                        topology=topology(args.nodes, args.gpus_per_node, args.cpu_procs), merge=not args.skip_merge)
     if args.slurm:
-        submit(args, request)
+        submit_stage(args, request)
     else:
         run_stage(request)
 

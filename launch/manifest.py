@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from common.files import count_rows, sha256_file, sha256_tree
-from common.rundir import MANIFEST, now, write_manifest
+from common.rundir import now, write_manifest
 from common.secrets import redact, secret_values
 
+DATA_MANIFEST = "manifest.json"  # a data_prep build folder's manifest (data_prep/build.py), not a run's
 PACKAGES = ("axolotl", "torch", "transformers", "trl", "peft", "bitsandbytes", "datasets", "accelerate", "lm_eval")
 # Environment variables worth recording: they change how a stage runs. Values of secret-named ones never are.
 RECORDED_ENV = ("AXOLOTL_DO_NOT_TRACK", "HF_HUB_OFFLINE", "WANDB_MODE", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
@@ -78,9 +79,9 @@ def dataset_records(config: dict[str, Any], root: Path) -> list[dict[str, Any]]:
             record = {"role": key, "path": str(ds["path"]), "type": ds.get("type")}
             if path.is_file():
                 record.update(sha256=sha256_file(path), rows=count_rows(path))
-                built_by = path.parent / MANIFEST  # a data_prep build folder records how the file was made
+                built_by = path.parent / DATA_MANIFEST  # a data_prep build folder records how the file was made
                 if built_by.is_file():
-                    record["data_manifest"] = {"path": str(Path(ds["path"]).parent / MANIFEST),
+                    record["data_manifest"] = {"path": str(Path(ds["path"]).parent / DATA_MANIFEST),
                                                "sha256": sha256_file(built_by),
                                                "mixture": json.loads(built_by.read_text()).get("mixture")}
             elif path.is_dir():

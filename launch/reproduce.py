@@ -19,6 +19,7 @@ It exits 1 when they differ.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -69,7 +70,7 @@ def config_differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[st
     return lines
 
 
-def check_recipe(record: dict[str, Any], root: Path, allow_change: bool) -> Path:
+def check_recipe_unchanged(record: dict[str, Any], root: Path, allow_change: bool) -> Path:
     """The recipe file as recorded, refused when missing or (unless allowed) changed since the run."""
     recipe = Path(record["recipe"]["path"])
     if not (root / recipe).is_file():
@@ -90,7 +91,7 @@ def rebuild_mixture(group: list[dict[str, Any]], root: Path) -> None:
     link = group[0]["data_manifest"]
     mixture = link.get("mixture")
     if mixture is None and (root / link["path"]).is_file():  # runs from before the manifest named the mixture
-        mixture = read_manifest((root / link["path"]).parent).get("mixture")
+        mixture = json.loads((root / link["path"]).read_text()).get("mixture")
     if mixture is None:
         raise refuse(f"{link['path']} is gone and the run does not name its mixture: rebuild it (make data) first")
     mixture_path = root / mixture["path"]
@@ -114,7 +115,7 @@ def rebuild_mixture(group: list[dict[str, Any]], root: Path) -> None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(Path(tmp) / target.name, target)
         if not (root / link["path"]).is_file():
-            shutil.copyfile(Path(tmp) / MANIFEST, root / link["path"])
+            shutil.copyfile(Path(tmp) / manifest.DATA_MANIFEST, root / link["path"])
 
 
 def check_datasets(record: dict[str, Any], root: Path) -> None:
@@ -170,13 +171,13 @@ def train_records(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     losses = record.get("losses")
     if losses is not None and (len(record.get("attempts") or []) <= 1 or all("attempt" in x for x in losses)):
         return record
-    return train_record.summarize(run_dir, record["config"], run_dir / "logs/train.log")
+    return train_record.summarize_training(run_dir, record["config"], run_dir / "logs/train.log")
 
 
-def prepare(record: dict[str, Any], run_dir: Path, root: Path, allow_recipe_change: bool = False,
+def rerun_request(record: dict[str, Any], run_dir: Path, root: Path, allow_recipe_change: bool = False,
             runs_dir: Path | None = None, run_id: str | None = None) -> StageRun:
     """Every check that comes before training; the stage request that re-runs the run. Raises SystemExit."""
-    recipe = check_recipe(record, root, allow_recipe_change)
+    recipe = check_recipe_unchanged(record, root, allow_recipe_change)
     parent = Path(record["parent"]["path"]) if record.get("parent") else None
     if parent is not None and not (root / parent / MANIFEST).is_file():
         raise refuse(f"parent run {parent} is gone")
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     record = read_manifest(args.run)
     if record.get("status") != "succeeded":
         raise refuse(f"run {args.run} did not finish (status {record.get('status')!r})")
-    request = prepare(record, args.run, root, args.allow_recipe_change, args.runs_dir, args.run_id)
+    request = rerun_request(record, args.run, root, args.allow_recipe_change, args.runs_dir, args.run_id)
     new_dir = request.runs_dir / str(request.run_id)
     reproduces = {"run_id": record["run_id"], "path": str(args.run), "overrides": request.overrides}
     try:
@@ -232,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
         if (new_dir / MANIFEST).is_file():
             write_manifest(new_dir, {**read_manifest(new_dir), "reproduces": reproduces})
         raise
-    result = train_record.compare(train_records(args.run, record), read_manifest(new_dir), args.steps, args.tolerance)
+    result = train_record.compare_losses(train_records(args.run, record), read_manifest(new_dir), args.steps,
+                                         args.tolerance)
     write_manifest(new_dir, {**read_manifest(new_dir), "reproduces": reproduces,
                                                     "reproduction": result})
     print(f"\nrun {new_dir.name} reproduces {record['run_id']}:")

@@ -64,7 +64,7 @@ class Job:
     after: list[str] = field(default_factory=list)
 
 
-def render(profile: dict[str, Any], profile_path: Path, job: Job) -> str:
+def render_script(profile: dict[str, Any], profile_path: Path, job: Job) -> str:
     """The sbatch script: every #SBATCH line a concrete value."""
     if job.topology.device == "gpu" and job.topology.procs_per_node > (profile.get("gpus_per_node") or 0):
         raise SystemExit(f"{profile_path}: {job.topology.procs_per_node} GPUs per node asked for, "
@@ -99,7 +99,7 @@ def sbatch(script: Path, after: list[str], cwd: Path) -> str:
 def submit(profile_path: Path, job: Job, run_dir: Path | None, script_path: Path, dry_run: bool) -> str | None:
     """Render, then print (dry run) or save, submit and record the job; returns the job id."""
     profile = load_profile(profile_path)
-    script = render(profile, profile_path, job)
+    script = render_script(profile, profile_path, job)
     if dry_run:
         sys.stdout.write(script)
         return None

@@ -404,7 +404,7 @@ def run_steps(request: StageRun, run_dir: Path, config: dict[str, Any], record: 
             outputs[f"log_{step}"] = log_name
         if attempts.end(attempt, run_dir, code, stopper.received) == "preempted":
             if step == "train":
-                record.update(train_record.summarize(run_dir, config, run_dir / log_name))  # losses so far
+                record.update(train_record.summarize_training(run_dir, config, run_dir / log_name))  # losses so far
             manifest.finish(run_dir, record, exit_code=code, outputs=outputs, error=None)
             record["status"] = "preempted"
             write_manifest(run_dir, record)
@@ -420,7 +420,8 @@ def run_steps(request: StageRun, run_dir: Path, config: dict[str, Any], record: 
             raise SystemExit(f"run {run_id}: {step} failed with exit code {code}; see {run_dir / log_name}")
         if step == "train":
             outputs["adapter"] = "adapter"
-            record.update(train_record.summarize(run_dir, config, run_dir / log_name))  # for `launch reproduce`
+            # for `launch reproduce`
+            record.update(train_record.summarize_training(run_dir, config, run_dir / log_name))
         if step == "merge":
             place_merged(run_dir)
             outputs["merged"] = "merged"

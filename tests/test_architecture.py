@@ -8,6 +8,7 @@ Imports are read with ``ast`` (those inside functions too), so a lazy import can
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,32 @@ def test_the_module_graph_has_no_cycle():
                                              ({"a": {"b"}, "b": set()}, None)])
 def test_the_cycle_finder_finds_a_cycle_and_only_a_cycle(graph, expected):
     assert cycle(graph) == expected
+
+
+# One name, one meaning. These names are shared on purpose: each module of a registry implements the same role
+# (a source's ``convert``, a benchmark schema's ``load`` and ``item``, a command's ``main``, ``parse_args``, ``run``).
+PROTOCOL_NAMES = {"main", "parse_args", "run", "convert", "load", "item", "prompt_turns"}
+
+
+def test_no_two_public_functions_share_a_name_outside_the_registries_protocols():
+    defined: dict[str, list[str]] = {}
+    for module, path in MODULES.items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef | ast.ClassDef) and not node.name.startswith("_"):
+                defined.setdefault(node.name, []).append(module)
+    shared = {name: mods for name, mods in defined.items() if len(mods) > 1 and name not in PROTOCOL_NAMES}
+    assert not shared, shared
+
+
+def test_a_run_folders_manifest_is_written_by_one_function():
+    """Only common.rundir.write_manifest writes ``<run>/manifest.json``; everything else calls it."""
+    writers = ("write_json_atomic(", "atomic_writer(", "write_text(", "open(", "copyfile(")
+    found = []
+    for module, path in MODULES.items():
+        if package(module) == "data_prep":  # a data build folder's manifest, not a run folder's
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if any(w in line for w in writers) and re.search(r'\bMANIFEST\b|"manifest.json"', line):
+                found.append(f"{module}:{number}: {line.strip()}")
+    assert [f.split(":")[0] for f in found] == ["common.rundir"], found
+    assert "def write_manifest(" in MODULES["common.rundir"].read_text(encoding="utf-8")

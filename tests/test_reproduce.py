@@ -56,7 +56,7 @@ def data(tmp_path) -> Path:
 
 
 def prepare(run_dir: Path, **kwargs) -> StageRun:
-    return reproduce.prepare(read_manifest(run_dir), run_dir, ROOT, **kwargs)
+    return reproduce.rerun_request(read_manifest(run_dir), run_dir, ROOT, **kwargs)
 
 
 def test_unchanged_run_is_re_run_with_its_recipe_and_overrides(tmp_path, recipe, data):
@@ -177,13 +177,13 @@ def test_comparison_flags_a_loss_outside_the_tolerance():
     original = {"tokenized_dataset": {"sha256": "a"}, "losses": [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.5}]}
     close = {"tokenized_dataset": {"sha256": "a"}, "losses": [{"step": 1, "loss": 3.001}, {"step": 2, "loss": 2.5}]}
     far = {"tokenized_dataset": {"sha256": "a"}, "losses": [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.6}]}
-    assert train_record.compare(original, close, steps=2, tolerance=1e-3)["reproduced"]
-    result = train_record.compare(original, far, steps=2, tolerance=1e-3)
+    assert train_record.compare_losses(original, close, steps=2, tolerance=1e-3)["reproduced"]
+    result = train_record.compare_losses(original, far, steps=2, tolerance=1e-3)
     assert not result["reproduced"] and [r["within_tolerance"] for r in result["losses"]] == [True, False]
     other_data = {**close, "tokenized_dataset": {"sha256": "b"}}
-    assert not train_record.compare(original, other_data, steps=2, tolerance=1e-3)["tokenized_dataset"]["same"]
+    assert not train_record.compare_losses(original, other_data, steps=2, tolerance=1e-3)["tokenized_dataset"]["same"]
     one_step_short = {**close, "losses": close["losses"][:1]}
-    assert not train_record.compare(original, one_step_short, steps=2, tolerance=1)["reproduced"]
+    assert not train_record.compare_losses(original, one_step_short, steps=2, tolerance=1)["reproduced"]
 
 
 def test_training_losses_are_read_from_the_trainer_log_lines(tmp_path):
