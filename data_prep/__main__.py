@@ -18,7 +18,6 @@ from pathlib import Path
 from common import progress, quiet
 from common.errors import fraction, one_line_errors, split_debug
 from data_prep import decontaminate
-from data_prep.build import build
 from data_prep.convert import DEFAULT_MAX_REJECT_RATE, convert
 from data_prep.coverage import describe
 from data_prep.parallel import default_workers
@@ -35,6 +34,8 @@ def run_convert(args: argparse.Namespace) -> None:
 
 
 def run_build(args: argparse.Namespace) -> None:
+    from data_prep.build import build  # dedup's MinHash and the tokenizer: only when building, not for --help
+
     manifest = build(args.mixture, args.out, args.tokenizer, args.workers)
     for kind, record in manifest["kinds"].items():
         print(f"{kind}: " + ", ".join(f"{name} {o['rows']}" for name, o in record["outputs"].items()))
