@@ -28,9 +28,10 @@ export HF_HUB_OFFLINE ?= 1
 
 .PHONY: help setup setup-gpu lock model data benchmarks sft dpo eval all reproduce test test-fast lint clean
 
-# The list of targets: this file's header comment.
+# The list of targets: this file's header comment; then, once set up, the launcher's commands (launch/registry.py).
 help:
 	@sed -n '/^#/!q; s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@if [ -x $(PY) ]; then echo; $(PY) -m launch --help; fi
 
 setup: $(STAMP)
 

@@ -36,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench import gpu_check_steps as steps  # noqa: E402
-from launch.records import atomic_writer, write_json_atomic  # noqa: E402
+from common.files import atomic_writer, write_json_atomic  # noqa: E402
 
 GPU_BUDGET_S = 540  # the 9 minutes
 CPU_BUDGET_S = 1800  # two slow cores

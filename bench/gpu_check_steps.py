@@ -21,7 +21,7 @@ import yaml
 
 from bench import gpu_throughput
 from bench.llama3_tokenizer import build_llama3_tokenizer, corpus_from
-from launch import manifest
+from common.rundir import MANIFEST, read_manifest
 from launch.estimates import Shape
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,7 +179,7 @@ def lora_b_moved(run_dir: Path) -> tuple[int, int]:
 
 def run_checks(run_dir: Path, stage: str, layers: int) -> dict[str, bool]:
     """The run folder as tests/test_train_e2e.py wants it."""
-    record = manifest.read(run_dir)
+    record = read_manifest(run_dir)
     tensors, unmoved = lora_b_moved(run_dir) if (run_dir / "adapter/adapter_model.safetensors").is_file() else (0, 1)
     return {f"{stage}_succeeded": record.get("status") == "succeeded" and record.get("exit_code") == 0,
             f"{stage}_manifest_complete": set(record) >= MANIFEST_KEYS,
@@ -219,9 +219,9 @@ def train(check, entry: dict[str, Any], stage: str, model: str, extra: list[str]
     entry["exit_code"] = code
     run_dir = check.work / "runs" / run_id
     layers = (CPU_MODEL if check.cpu else GPU_MODEL).layers
-    entry["checks"] = run_checks(run_dir, stage, layers) if (run_dir / manifest.MANIFEST).is_file() else \
+    entry["checks"] = run_checks(run_dir, stage, layers) if (run_dir / MANIFEST).is_file() else \
         {f"{stage}_run_folder": False}
-    record = manifest.read(run_dir) if (run_dir / manifest.MANIFEST).is_file() else {}
+    record = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
     losses = [x["loss"] for x in record.get("losses") or []]
     entry["figures"] = {"train_s": record.get("duration_s"), "first_loss": losses[0] if losses else None,
                         "last_loss": losses[-1] if losses else None}
@@ -241,7 +241,7 @@ def dpo(check, entry: dict[str, Any]) -> None:
         entry["checks"] = {"sft_merged_model": False}
         return
     run_dir = train(check, entry, "dpo", "openbiollm-8b", ["--parent", str(parent)])
-    record = manifest.read(run_dir) if (run_dir / manifest.MANIFEST).is_file() else {}
+    record = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
     entry["checks"]["dpo_parent_is_sft_run"] = (record.get("parent") or {}).get("run_id") == parent.name and \
         record.get("config", {}).get("base_model") == str(parent / "merged")
     margins = [d["rewards/margins"] for d in log_dicts(run_dir / "logs/train.log") if "rewards/margins" in d] \
@@ -310,6 +310,6 @@ def zero3(check, entry: dict[str, Any]) -> str | None:
     single = {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29517"}
     entry["exit_code"] = check.run(command, check.work / "zero3.log", single)
     run_dir = check.work / "runs/check-zero3"
-    found = run_checks(run_dir, "zero3", GPU_MODEL.layers) if (run_dir / manifest.MANIFEST).is_file() else {}
+    found = run_checks(run_dir, "zero3", GPU_MODEL.layers) if (run_dir / MANIFEST).is_file() else {}
     entry["checks"] = {k: v for k, v in found.items() if not k.endswith("_merged")} or {"zero3_run_folder": False}
     return None

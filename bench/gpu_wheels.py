@@ -129,7 +129,7 @@ def hidden_modules() -> list[str]:
     import importlib.metadata
 
     allowed = {normal(n) for n in TARGET | set(WHEELS)}
-    ours = {"launch", "eval", "data_prep", "bench", "tests"} | LOCAL_ONLY
+    ours = {"common", "launch", "eval", "data_prep", "bench", "tests"} | LOCAL_ONLY
     return sorted(module for module, dists in importlib.metadata.packages_distributions().items()
                   if module not in ours and not module.startswith("__editable__")
                   and not any(normal(d) in allowed for d in dists))

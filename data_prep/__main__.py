@@ -6,7 +6,7 @@
 
 INPUT is a .jsonl, .json or .parquet file, or hub:ORG/NAME@REVISION[:[CONFIG/]SPLIT].
 Bad input ends with one line naming the file, line or key (exit 2); --debug shows the traceback.
-Every command takes --quiet (no progress) and --verbose (third-party import noise too, launch/quiet.py).
+Every command takes --quiet (no progress) and --verbose (third-party import noise too, common/quiet.py).
 """
 
 from __future__ import annotations
@@ -15,15 +15,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from common import progress, quiet
+from common.errors import fraction, one_line_errors, split_debug
 from data_prep import decontaminate
-from data_prep.build import build
 from data_prep.convert import DEFAULT_MAX_REJECT_RATE, convert
 from data_prep.coverage import describe
 from data_prep.parallel import default_workers
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
-from launch import progress, quiet
-from launch.cli_errors import fraction, one_line_errors, split_debug
 
 
 def run_convert(args: argparse.Namespace) -> None:
@@ -35,6 +34,8 @@ def run_convert(args: argparse.Namespace) -> None:
 
 
 def run_build(args: argparse.Namespace) -> None:
+    from data_prep.build import build  # dedup's MinHash and the tokenizer: only when building, not for --help
+
     manifest = build(args.mixture, args.out, args.tokenizer, args.workers)
     for kind, record in manifest["kinds"].items():
         print(f"{kind}: " + ", ".join(f"{name} {o['rows']}" for name, o in record["outputs"].items()))

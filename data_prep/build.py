@@ -18,16 +18,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from common.files import load_yaml, sha256_file, staged_outputs, write_json_atomic, write_jsonl_atomic
 from data_prep.convert import DEFAULT_MAX_REJECT_RATE, check_reject_rate, convert_input
-from data_prep.coverage import coverage, load_index
-from data_prep.decontaminate import decontaminate_rows, row_text
+from data_prep.coverage import coverage
+from data_prep.decontaminate import decontaminate_rows, load_index, row_text
 from data_prep.dedup import NEAR_THRESHOLD, dedup
 from data_prep.mixture import check_mixture
 from data_prep.parallel import default_workers
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
 from data_prep.tokens import measure_lengths, token_stats
-from launch.records import load_yaml, sha256_file, staged_outputs, write_json_atomic, write_jsonl_atomic
 
 MIXTURE_KEYS = {"name", "version", "seed", "system_prompt", "validation_fraction", "max_reject_rate",
                 "near_duplicate_threshold", "decontaminate", "tokenizer", "sequence_len", "sft", "dpo"}

@@ -14,10 +14,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from common.files import sha256_file, staged_outputs, write_json_atomic, write_jsonl_atomic
+from common.progress import track
 from data_prep.readers import HUB_PREFIX, RawRow, read_rows
 from data_prep.rows import Reject
-from launch.progress import track
-from launch.records import sha256_file, staged_outputs, write_json_atomic, write_jsonl_atomic
 
 DEFAULT_MAX_REJECT_RATE = 0.5
 

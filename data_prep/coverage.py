@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from data_prep.decontaminate import TASKS, BenchmarkIndex
+from common.benchmarks import BENCHMARKS as TASKS
 
 
 def missing_tasks(folder: Path) -> list[str]:
@@ -20,19 +20,8 @@ def missing_tasks(folder: Path) -> list[str]:
     return [task for task in TASKS if not (folder / f"{task}.jsonl").is_file()]
 
 
-def load_index(folder: Path, allow_partial: bool, where: str = "--allow-partial", **settings: Any) -> BenchmarkIndex:
-    """The index of the benchmarks in ``folder``; all nine unless ``allow_partial``. ``where`` names the switch."""
-    missing = missing_tasks(folder)
-    present = len(TASKS) - len(missing)
-    if missing and (not allow_partial or not present):
-        go_on = f", or pass {where} to check against the {present} present" if present else ""
-        raise SystemExit(f"{folder}: no benchmark file for {', '.join(missing)}; prepare them with "
-                         f"`python -m eval prepare --all --out {folder}` (or `make benchmarks`){go_on}")
-    return BenchmarkIndex.from_folder(folder, require_all=False, **settings)
-
-
-def coverage(index: BenchmarkIndex) -> dict[str, list[str]]:
-    """The benchmarks checked and those not, in the registry's order."""
+def coverage(index: Any) -> dict[str, list[str]]:
+    """The benchmarks a ``BenchmarkIndex`` checked and those not, in the registry's order."""
     return {"checked": [task for task in TASKS if task in index.files],
             "not_checked": [task for task in TASKS if task not in index.files]}
 

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.benchmarks import BENCHMARKS
+from common.files import sha256_file, write_json_atomic, write_jsonl_atomic
 from data_prep.convert import sidecar
+from data_prep.coverage import coverage, describe, missing_tasks
 from data_prep.parallel import SHARED, map_chunks
 from data_prep.readers import read_jsonl
-from eval.benchmarks import TASKS as BENCHMARK_TASKS
-from launch.records import sha256_file, write_json_atomic, write_jsonl_atomic
 
-TASKS = tuple(BENCHMARK_TASKS)  # the nine benchmarks, from the one registry (eval/benchmarks)
+TASKS = BENCHMARKS  # the nine benchmarks' names (common/benchmarks.py; eval/benchmarks holds their schemas)
 DEFAULT_N = 13  # as lm-evaluation-harness
 DEFAULT_MIN_QUESTION_WORDS = 8
 DEFAULT_MAX_ITEM_FREQUENCY = 5
@@ -365,8 +366,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Decontaminate one file; write the clean rows, the contaminated records and the manifest (last)."""
     if args.threshold < 1:
         raise SystemExit("--threshold must be at least 1")
-    from data_prep.coverage import coverage, describe, load_index
-
     try:
         index = load_index(args.benchmarks, args.allow_partial, n=args.n, min_question_words=args.min_question_words,
                            max_item_frequency=args.max_item_frequency)
@@ -405,6 +404,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"  {count:>6}  {task}")
     print(describe(manifest["benchmarks"]))
     return manifest
+
+
+def load_index(folder: Path, allow_partial: bool, where: str = "--allow-partial", **settings: Any) -> BenchmarkIndex:
+    """The index of the benchmarks in ``folder``; all nine unless ``allow_partial``. ``where`` names the switch."""
+    missing = missing_tasks(folder)
+    present = len(TASKS) - len(missing)
+    if missing and (not allow_partial or not present):
+        go_on = f", or pass {where} to check against the {present} present" if present else ""
+        raise SystemExit(f"{folder}: no benchmark file for {', '.join(missing)}; prepare them with "
+                         f"`python -m eval prepare --all --out {folder}` (or `make benchmarks`){go_on}")
+    return BenchmarkIndex.from_folder(folder, require_all=False, **settings)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

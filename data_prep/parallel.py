@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
-from launch.progress import track
+from common.progress import track
 
 SHARED: dict[str, Any] = {}  # set by the parent before forking; read by worker functions
 MAX_CHUNK = 2000
@@ -43,7 +43,7 @@ def map_chunks(fn: Callable[[list[Any]], Any], items: Iterable[Any], count: int,
 
     With one worker (or no fork on this platform) it runs in this process. Chunks are small enough that
     every worker gets several, and at most ``MAX_CHUNK`` items. ``label`` names the step in the progress
-    bar (launch/progress.py), which counts the items as they are handed out.
+    bar (common/progress.py), which counts the items as they are handed out.
     """
     workers = default_workers() if workers is None else workers
     if workers < 1:

@@ -6,7 +6,7 @@
     python -m eval report RESULTS... [--out report.md] a table against the model card, with a chart
 
 Bad input ends with one line naming the file or option (exit 2); --debug shows the traceback.
-Every command takes --quiet (no progress) and --verbose (third-party import noise too, launch/quiet.py).
+Every command takes --quiet (no progress) and --verbose (third-party import noise too, common/quiet.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-from launch import progress, quiet
-from launch.cli_errors import one_line_errors, split_debug
+from common import progress, quiet
+from common.errors import one_line_errors, split_debug
 
 COMMANDS = {"prepare": "eval.prepare", "run": "eval.run", "report": "eval.report"}
 

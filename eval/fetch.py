@@ -1,4 +1,4 @@
-"""All nine benchmarks in one command: from the hub datasets lm-eval's own tasks read, or from a folder of raw files.
+"""Where all nine benchmarks come from: the hub datasets lm-eval's own tasks read, or a folder of raw files.
 
     python -m eval prepare --all --out data/benchmarks                 # online (HF_HUB_OFFLINE=0), or `make benchmarks`
     python -m eval prepare --all --from RAW_DIR --out data/benchmarks  # offline: the raw files, found by name
@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.benchmarks import MMLU_SUBJECTS, TASKS, BenchmarkError
-from launch.progress import track
+from eval.benchmarks import MMLU_SUBJECTS, BenchmarkError
 
 PUBMEDQA_GROUND_TRUTH = Path(__file__).resolve().parent / "benchmarks/data/pubmedqa_test_ground_truth.json"
 
@@ -100,41 +99,3 @@ def find_raw(folder: Path, task: str) -> list[str] | None:
         found.append(str(given[0]) if given else str(PUBMEDQA_GROUND_TRUTH))
     return found
 
-
-def prepare_all(out: Path, raw: Path | None = None, allow_partial: bool = False) -> dict[str, dict[str, Any]]:
-    """Prepare every task into ``out``: from the hub, or from the raw files in ``raw``. Returns the manifests."""
-    from eval.prepare import prepare
-
-    if raw is not None and not raw.is_dir():
-        raise BenchmarkError(f"{raw}: no such folder")
-    plan: dict[str, tuple[list[str], dict[str, Any]]] = {}
-    missing = []
-    for task in TASKS:
-        if raw is None:
-            continue
-        inputs = find_raw(raw, task)
-        if inputs is None:
-            missing.append(f"{task} ({' + '.join(RAW_FILES[task])})")
-        else:
-            plan[task] = (inputs, {"raw_folder": str(raw)})
-    if missing and (not allow_partial or not plan):
-        raise BenchmarkError(f"{raw}: no raw files for {', '.join(missing)}; nothing written"
-                             + (" (--allow-partial prepares the others)" if plan else ""))
-    manifests = {}
-    for task in track(list(TASKS) if raw is None else list(plan), "benchmarks", unit="tasks"):
-        if raw is not None:
-            manifests[task] = prepare(TASKS[task], *plan[task][:1], out, allow_partial, source=plan[task][1])
-        else:
-            try:
-                inputs, source = hub_inputs(task)
-                manifests[task] = prepare(TASKS[task], inputs, out, allow_partial, source=source)
-            except BenchmarkError:
-                raise
-            except Exception as err:  # the network, the hub, a moved dataset: one line, not a traceback
-                raise BenchmarkError(f"{task}: could not read {HUB[task].dataset} from the hub ({type(err).__name__}: "
-                                     f"{err}); check the network and HF_TOKEN, or pass --from RAW_DIR") from err
-        out_record = manifests[task]["output"]
-        print(f"{task}: {out_record['rows']} rows -> {out_record['path']}", flush=True)
-    if missing:
-        print(f"not prepared (no raw files): {', '.join(missing)}")
-    return manifests

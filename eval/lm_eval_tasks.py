@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
+from common.files import atomic_writer
 from eval.benchmarks import TASKS
-from launch.records import atomic_writer
 
 HERE = Path(__file__).resolve().parent
 TASKS_DIR = HERE / "tasks"

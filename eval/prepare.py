@@ -18,10 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from common.files import sha256_file, staged_outputs, write_json_atomic, write_jsonl_atomic
+from common.progress import track
+from common.rundir import now
 from data_prep.readers import HUB_PREFIX
+from eval import fetch
 from eval.benchmarks import TASKS, BenchmarkError, Task
-from launch.manifest import now
-from launch.records import sha256_file, staged_outputs, write_json_atomic, write_jsonl_atomic
 
 
 def task_table() -> str:
@@ -102,8 +104,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.all or args.raw:
         if args.task or not args.all:
             raise SystemExit("--all prepares every task (with --from RAW_DIR: from raw files); name no TASK or INPUT")
-        from eval.fetch import prepare_all
-
         return prepare_all(args.out, args.raw, args.allow_partial)
     if not args.task or not args.inputs:
         raise SystemExit("name a TASK and its INPUT files, or --all (python -m eval prepare --help)")
@@ -113,3 +113,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     left = "".join(f"; left out {n} ({reason})" for reason, n in manifest["left_out"].items())
     print(f"{args.task}: {out['rows']} rows -> {out['path']}{note}{left}")
     return manifest
+
+
+def prepare_all(out: Path, raw: Path | None = None, allow_partial: bool = False) -> dict[str, dict[str, Any]]:
+    """Prepare every task into ``out``: from the hub, or from the raw files in ``raw``. Returns the manifests."""
+    if raw is not None and not raw.is_dir():
+        raise BenchmarkError(f"{raw}: no such folder")
+    plan: dict[str, tuple[list[str], dict[str, Any]]] = {}
+    missing = []
+    for task in TASKS:
+        if raw is None:
+            continue
+        inputs = fetch.find_raw(raw, task)
+        if inputs is None:
+            missing.append(f"{task} ({' + '.join(fetch.RAW_FILES[task])})")
+        else:
+            plan[task] = (inputs, {"raw_folder": str(raw)})
+    if missing and (not allow_partial or not plan):
+        raise BenchmarkError(f"{raw}: no raw files for {', '.join(missing)}; nothing written"
+                             + (" (--allow-partial prepares the others)" if plan else ""))
+    manifests = {}
+    for task in track(list(TASKS) if raw is None else list(plan), "benchmarks", unit="tasks"):
+        if raw is not None:
+            manifests[task] = prepare(TASKS[task], *plan[task][:1], out, allow_partial, source=plan[task][1])
+        else:
+            try:
+                inputs, source = fetch.hub_inputs(task)
+                manifests[task] = prepare(TASKS[task], inputs, out, allow_partial, source=source)
+            except BenchmarkError:
+                raise
+            except Exception as err:  # the network, the hub, a moved dataset: one line, not a traceback
+                raise BenchmarkError(f"{task}: could not read {fetch.HUB[task].dataset} from the hub "
+                                     f"({type(err).__name__}: {err}); check the network and HF_TOKEN, "
+                                     "or pass --from RAW_DIR") from err
+        out_record = manifests[task]["output"]
+        print(f"{task}: {out_record['rows']} rows -> {out_record['path']}", flush=True)
+    if missing:
+        print(f"not prepared (no raw files): {', '.join(missing)}")
+    return manifests

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.files import atomic_writer
 from eval import chart
 from eval.published import (
     PUBLISHED,
@@ -28,7 +29,6 @@ from eval.published import (
     mean_of_cells,
     neighbours,
 )
-from launch.records import atomic_writer
 
 ROOT = PUBLISHED.parents[1]
 CHART_ROWS = ("OpenBioLLM-70B", "OpenBioLLM-8B", "GPT-4")

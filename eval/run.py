@@ -25,6 +25,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from common.files import atomic_writer, sha256_file, write_json_atomic
+from common.rundir import MANIFEST, latest_run, now, read_manifest
+from common.secrets import redact, secret_values
 from eval.benchmarks import TASKS
 from eval.lm_eval_tasks import (
     FIXTURES,
@@ -34,9 +37,6 @@ from eval.lm_eval_tasks import (
     summarize,
 )
 from eval.prepare import prepare
-from launch import manifest
-from launch.manifest import MANIFEST, now
-from launch.records import atomic_writer, redact, secret_values, sha256_file, write_json_atomic
 
 DEFAULT_BENCHMARKS = Path("data/benchmarks")
 CPU_BATCH_SIZE = 8
@@ -50,8 +50,6 @@ PIPELINE_CHECK_BANNER = (
 
 def latest_model_run(runs_dir: Path) -> Path:
     """The latest successful DPO run, else the latest successful SFT run."""
-    from launch.stage import latest_run
-
     for stage in ("dpo", "sft"):
         try:
             return latest_run(runs_dir, stage)
@@ -69,7 +67,7 @@ def resolve_model(spec: str | None, runs_dir: Path) -> tuple[str, Path | None]:
             check_hub_id(str(spec))
         return str(run.resolve()) if run.exists() else str(spec), None  # a local folder, or a hub id
     run = run.resolve()
-    status = manifest.read(run).get("status")
+    status = read_manifest(run).get("status")
     if status != "succeeded" or not (run / "merged").is_dir():
         raise SystemExit(f"{run}: run status is {status!r} and merged/ is "
                          f"{'there' if (run / 'merged').is_dir() else 'missing'}; only a finished run can be evaluated")

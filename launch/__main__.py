@@ -1,12 +1,10 @@
-"""The one way a stage starts, plus the checks around it.
+"""The one way a stage starts, plus the checks around it: every command is in launch/registry.py.
 
+    python -m launch --help                  the commands, from the registry
     python -m launch sft RECIPE [...]        start a stage (sft, dpo, ...): see launch/cli.py
     python -m launch check RECIPE            validate a recipe without a GPU or a download
-    python -m launch plan RECIPE --gpus N --gpu h100-80gb    memory and time estimate
-    python -m launch reproduce runs/<id>     re-run a finished run from its manifest
-    python -m launch chain --slurm CLUSTER.yaml   data, sft, merge, dpo, merge, eval as dependent SLURM jobs
 
-Any command takes --verbose (show third-party import noise, launch/quiet.py) and --quiet (no progress bars).
+Any command takes --verbose (show third-party import noise, common/quiet.py) and --quiet (no progress bars).
 """
 
 from __future__ import annotations
@@ -14,18 +12,19 @@ from __future__ import annotations
 import importlib
 import sys
 
-from launch import progress, quiet
-
-# Commands other than stages, each one module with a main(argv).
-COMMANDS = {"check": "launch.check", "plan": "launch.plan", "reproduce": "launch.reproduce", "chain": "launch.chain"}
+from common import progress, quiet
+from launch.registry import TOOLS, usage
 
 
 def main(argv: list[str] | None = None) -> None:
     argv, verbose, silent = quiet.take_flags(sys.argv[1:] if argv is None else argv)
     quiet.install(verbose)
     progress.SHOW = not silent
-    if argv and argv[0] in COMMANDS:
-        importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage(), file=sys.stdout if argv else sys.stderr)
+        raise SystemExit(0 if argv else 2)
+    if argv[0] in TOOLS:
+        importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
     else:
         importlib.import_module("launch.cli").main(argv)
 

@@ -4,7 +4,7 @@
 
 A run is reopened only while its manifest says "queued" (submitted, not started), "preempted" (stopped
 by a signal or the stop file, with a checkpoint when training had begun) or "lost". A "running" run whose
-lock nobody holds (launch/rundir.py) died without a word (SIGKILL, node loss): its attempt is recorded
+lock nobody holds (common/rundir.py) died without a word (SIGKILL, node loss): its attempt is recorded
 "lost" and the run resumes from its last checkpoint. Each attempt records where it ran (host, SLURM job id,
 restart count, node list), the
 checkpoint it resumed from and the step training started at (``train_start.json``, written by
@@ -21,13 +21,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from launch.manifest import now
-from launch.plugins import PLUGINS
+from common.rundir import now
+from launch.plugins import PLUGINS, PREEMPTED_FILE, TRAIN_START_FILE
 
 REOPENABLE = ("queued", "preempted", "lost")
-PREEMPTED_EXIT = 75  # kept equal to launch.plugins.preempt.PREEMPTED_EXIT (that module imports Axolotl)
-PREEMPTED_FILE = "preempted.json"
-TRAIN_START_FILE = "train_start.json"
 STOP_FILE = ".stop"  # touched to ask every rank for a checkpoint (LAUNCH_STOP_FILE)
 # A step that died of one of these was stopped from outside, not broken: the run can resume.
 STOPPED_BY = {-signal.SIGTERM, -signal.SIGUSR1, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGUSR1}
@@ -62,7 +59,7 @@ def last_checkpoint(output_dir: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
+def read_json_or_none(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -95,11 +92,11 @@ def begin(record: dict[str, Any], run_dir: Path, topology: dict[str, Any]) -> di
 def end(attempt: dict[str, Any], run_dir: Path, exit_code: int, stop: str | None = None) -> str:
     """Close ``attempt``: "succeeded", "preempted" (stopped on request, checkpoint saved if training had begun)
     or "failed". ``stop`` names the signal the launcher received during the step, if any."""
-    preempted = read_json(run_dir / "adapter" / PREEMPTED_FILE)
+    preempted = read_json_or_none(run_dir / "adapter" / PREEMPTED_FILE)
     stopped = preempted or stop or exit_code in STOPPED_BY
     status = "succeeded" if exit_code == 0 else "preempted" if stopped else "failed"
     attempt.update(ended_at=now(), status=status, exit_code=exit_code,
-                   train_start=read_json(run_dir / "adapter" / TRAIN_START_FILE), preempted=preempted)
+                   train_start=read_json_or_none(run_dir / "adapter" / TRAIN_START_FILE), preempted=preempted)
     if stop:
         attempt["stop_signal"] = stop
     return status

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from launch.records import write_json_atomic
+from common.files import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = Path("base_model_configs")

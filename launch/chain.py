@@ -14,13 +14,13 @@ import argparse
 import time
 from pathlib import Path
 
+from common.files import write_json_atomic
+from common.rundir import new_run_id
 from launch import slurm
-from launch.cli import parse_override
+from launch.cli import parse_override, submit_stage
 from launch.cli import parser as stage_parser
-from launch.cli import submit as submit_stage
 from launch.distributed import topology
-from launch.records import write_json_atomic
-from launch.stage import StageRun, recipe_slug
+from launch.stage import StageRun
 
 DEFAULT = Path("recipes/smollm2-135m/v1")
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     jobs: list[dict[str, str | None]] = []
     after: list[str] = []
 
-    def record(stage: str, job_id: str | None, run: str | None) -> None:
+    def note_job(stage: str, job_id: str | None, run: str | None) -> None:
         jobs.append({"stage": stage, "job_id": job_id, "run": run})
         after[:] = [job_id] if job_id else []
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
                         stop_file=chain_dir / ".stop", root=Path.cwd())
         if not args.dry_run:
             chain_dir.mkdir(parents=True, exist_ok=True)
-        record("data", slurm.submit(args.slurm, job, None, chain_dir / "sbatch-data.sh", args.dry_run), None)
+        note_job("data", slurm.submit(args.slurm, job, None, chain_dir / "sbatch-data.sh", args.dry_run), None)
 
     topo = topology(args.nodes, args.gpus_per_node, args.cpu_procs)
     flags = ["--slurm", str(args.slurm), "--runs-dir", str(args.runs_dir), "--skip-merge"]
@@ -73,17 +73,17 @@ def main(argv: list[str] | None = None) -> None:
                 *([f"--gpus-per-node={args.gpus_per_node}"] if args.gpus_per_node else [])]
     parent = None
     for stage, recipe in (("sft", args.sft), ("dpo", args.dpo)):
-        run_id = f"{stamp}-{stage}-{recipe_slug(recipe)}"
+        run_id = new_run_id(stage, recipe, stamp)
         train = stage_args(stage, str(recipe), "--run-id", run_id, *flags, *(f"--after={a}" for a in after))
         request = StageRun(stage=stage, recipe=recipe, runs_dir=args.runs_dir, run_id=run_id, parent=parent,
                            overrides=dict(parse_override(kv) for kv in args.overrides), topology=topo, merge=False)
-        record(stage, submit_stage(train, request), run_id)
+        note_job(stage, submit_stage(train, request), run_id)
         run_dir = args.runs_dir / run_id
         merge = stage_args("merge", str(run_dir), *followup, *(f"--after={a}" for a in after))
-        record("merge", submit_stage(merge, None), run_id)
+        note_job("merge", submit_stage(merge, None), run_id)
         parent = run_dir
     evaluate = stage_args("eval", str(parent), *followup, *(f"--after={a}" for a in after))
-    record("eval", submit_stage(evaluate, None), parent.name if parent else None)
+    note_job("eval", submit_stage(evaluate, None), parent.name if parent else None)
     if not args.dry_run:
         write_json_atomic(chain_dir / "chain.json", {"cluster": str(args.slurm), "jobs": jobs})
         print(f"chain: {len(jobs)} jobs, each after the one before; record in {chain_dir / 'chain.json'}")

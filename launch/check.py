@@ -188,7 +188,7 @@ def read_lock(root: Path) -> dict[str, str]:
 
 def lock_problems(recipe: Path, config: dict[str, Any], root: Path) -> list[str]:
     """A recipe, and the engine file it names, must match their sha256 in recipes/LOCK."""
-    from launch.records import sha256_file
+    from common.files import sha256_file
 
     lock, found = read_lock(root), []
     relative = recipe.resolve().relative_to(root.resolve()).as_posix()

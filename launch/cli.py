@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import traceback
 from pathlib import Path
 
 import yaml
 
-from launch import manifest, slurm
-from launch.cli_errors import positive_int
+from common.errors import InputError, positive_int
+from common.rundir import check_run_id, new_run_id, write_manifest
+from launch import slurm
 from launch.distributed import Topology, topology
-from launch.errors import InputError
 from launch.pinning import resolve_base_model
-from launch.records import write_json_atomic
-from launch.rundir import check_run_id
+from launch.registry import FOLLOWUPS
 from launch.stage import (
     STAGE_PARENT,
     STAGE_STEPS,
@@ -34,11 +32,8 @@ from launch.stage import (
     load_recipe,
     open_run,
     parent_record,
-    recipe_slug,
     run_stage,
 )
-
-FOLLOWUPS = ("merge", "eval")  # stages on an existing run folder (launch/followup.py)
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -103,7 +98,7 @@ def pin_base_model(args: argparse.Namespace, request: StageRun) -> dict | None:
     return pin
 
 
-def submit(args: argparse.Namespace, request: StageRun | None) -> str | None:
+def submit_stage(args: argparse.Namespace, request: StageRun | None) -> str | None:
     """Create (unless a dry run) the run folder and submit the stage as one SLURM job."""
     topo = request.topology if request else topology(1, args.gpus_per_node, None)  # follow-ups: one node
     root, lock = Path.cwd(), None
@@ -117,14 +112,14 @@ def submit(args: argparse.Namespace, request: StageRun | None) -> str | None:
         if args.dry_run:  # a chain's dry run names a parent run that no dry run has made
             if request.parent is not None and request.parent.exists():
                 parent_record(request, pending_ok=True)
-            run_id = request.run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{args.stage}-{recipe_slug(args.recipe)}"
+            run_id = request.run_id or new_run_id(args.stage, args.recipe)
             run_dir = args.runs_dir / run_id
         else:  # the folder stays locked until the submission is recorded (the job waits for it)
             run_dir, _, record, lock = open_run(request, submitting=True)
             run_id = run_dir.name
             if pin is not None:
                 record["base_model_pin"] = pin
-                write_json_atomic(run_dir / manifest.MANIFEST, record)
+                write_manifest(run_dir, record)
         title = f"{args.stage} of {args.recipe} as run {run_id}"
     try:
         if not args.dry_run:
@@ -159,7 +154,7 @@ def run(args: argparse.Namespace) -> None:
         raise InputError("--dry-run prints the sbatch script: it needs --slurm CLUSTER.yaml")
     if args.stage in FOLLOWUPS:
         if args.slurm:
-            submit(args, None)
+            submit_stage(args, None)
         else:
             from launch.followup import run_followup
 
@@ -169,7 +164,7 @@ def run(args: argparse.Namespace) -> None:
                        parent=args.parent, overrides=dict(args.overrides), root=Path.cwd(),
                        topology=topology(args.nodes, args.gpus_per_node, args.cpu_procs), merge=not args.skip_merge)
     if args.slurm:
-        submit(args, request)
+        submit_stage(args, request)
     else:
         run_stage(request)
 

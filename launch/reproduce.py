@@ -19,18 +19,20 @@ It exits 1 when they differ.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
+from common.files import sha256_file, sha256_tree
+from common.rundir import MANIFEST, new_run_id, read_manifest, write_manifest
+from common.secrets import REDACTED
 from launch import manifest, train_record
 from launch.cli import parse_override
 from launch.distributed import Topology
-from launch.records import REDACTED, sha256_file, sha256_tree, write_json_atomic
-from launch.stage import StageRun, recipe_slug, resolve_config, run_stage
+from launch.stage import StageRun, resolve_config, run_stage
 
 RUN_FOLDER_KEYS = ("output_dir", "dataset_prepared_path")  # differ by design: each run writes into its own folder
 
@@ -41,7 +43,9 @@ def refuse(reason: str) -> SystemExit:
 
 
 def recorded_overrides(record: dict[str, Any]) -> dict[str, Any]:
-    """The ``--set`` overrides of the original command (a reproduction keeps its original's in ``reproduces``)."""
+    """The ``--set`` overrides of the original run: recorded as such, or (older manifests) parsed from its command."""
+    if record.get("overrides") is not None:
+        return dict(record["overrides"])
     if record.get("reproduces"):
         return dict(record["reproduces"]["overrides"])
     command, overrides = record["command"], {}
@@ -66,7 +70,7 @@ def config_differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[st
     return lines
 
 
-def check_recipe(record: dict[str, Any], root: Path, allow_change: bool) -> Path:
+def check_recipe_unchanged(record: dict[str, Any], root: Path, allow_change: bool) -> Path:
     """The recipe file as recorded, refused when missing or (unless allowed) changed since the run."""
     recipe = Path(record["recipe"]["path"])
     if not (root / recipe).is_file():
@@ -87,7 +91,7 @@ def rebuild_mixture(group: list[dict[str, Any]], root: Path) -> None:
     link = group[0]["data_manifest"]
     mixture = link.get("mixture")
     if mixture is None and (root / link["path"]).is_file():  # runs from before the manifest named the mixture
-        mixture = manifest.read((root / link["path"]).parent).get("mixture")
+        mixture = json.loads((root / link["path"]).read_text()).get("mixture")
     if mixture is None:
         raise refuse(f"{link['path']} is gone and the run does not name its mixture: rebuild it (make data) first")
     mixture_path = root / mixture["path"]
@@ -111,7 +115,7 @@ def rebuild_mixture(group: list[dict[str, Any]], root: Path) -> None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(Path(tmp) / target.name, target)
         if not (root / link["path"]).is_file():
-            shutil.copyfile(Path(tmp) / manifest.MANIFEST, root / link["path"])
+            shutil.copyfile(Path(tmp) / manifest.DATA_MANIFEST, root / link["path"])
 
 
 def check_datasets(record: dict[str, Any], root: Path) -> None:
@@ -167,15 +171,15 @@ def train_records(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     losses = record.get("losses")
     if losses is not None and (len(record.get("attempts") or []) <= 1 or all("attempt" in x for x in losses)):
         return record
-    return train_record.summarize(run_dir, record["config"], run_dir / "logs/train.log")
+    return train_record.summarize_training(run_dir, record["config"], run_dir / "logs/train.log")
 
 
-def prepare(record: dict[str, Any], run_dir: Path, root: Path, allow_recipe_change: bool = False,
+def rerun_request(record: dict[str, Any], run_dir: Path, root: Path, allow_recipe_change: bool = False,
             runs_dir: Path | None = None, run_id: str | None = None) -> StageRun:
     """Every check that comes before training; the stage request that re-runs the run. Raises SystemExit."""
-    recipe = check_recipe(record, root, allow_recipe_change)
+    recipe = check_recipe_unchanged(record, root, allow_recipe_change)
     parent = Path(record["parent"]["path"]) if record.get("parent") else None
-    if parent is not None and not (root / parent / manifest.MANIFEST).is_file():
+    if parent is not None and not (root / parent / MANIFEST).is_file():
         raise refuse(f"parent run {parent} is gone")
     attempts = record.get("attempts") or [{}]
     topology = Topology(**{k: v for k, v in (attempts[0].get("topology") or {}).items() if k != "world_size"})
@@ -183,7 +187,7 @@ def prepare(record: dict[str, Any], run_dir: Path, root: Path, allow_recipe_chan
         raise refuse(f"run {record['run_id']} trained on {topology.nodes} SLURM nodes: this command re-runs on one "
                      "machine only")
     runs_dir = runs_dir or run_dir.parent
-    run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{record['stage']}-{recipe_slug(recipe)}-repro"
+    run_id = run_id or new_run_id(record["stage"], recipe, suffix="repro")
     if (runs_dir / run_id).exists():
         raise refuse(f"{runs_dir / run_id} already exists: choose another --run-id")
     request = StageRun(stage=record["stage"], recipe=recipe, runs_dir=runs_dir, run_id=run_id, parent=parent,
@@ -215,22 +219,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     root = Path.cwd()
 
-    if not (args.run / manifest.MANIFEST).is_file():
-        raise SystemExit(f"reproduce: {args.run / manifest.MANIFEST} not found: is {args.run} a run folder?")
-    record = manifest.read(args.run)
+    if not (args.run / MANIFEST).is_file():
+        raise SystemExit(f"reproduce: {args.run / MANIFEST} not found: is {args.run} a run folder?")
+    record = read_manifest(args.run)
     if record.get("status") != "succeeded":
         raise refuse(f"run {args.run} did not finish (status {record.get('status')!r})")
-    request = prepare(record, args.run, root, args.allow_recipe_change, args.runs_dir, args.run_id)
+    request = rerun_request(record, args.run, root, args.allow_recipe_change, args.runs_dir, args.run_id)
     new_dir = request.runs_dir / str(request.run_id)
     reproduces = {"run_id": record["run_id"], "path": str(args.run), "overrides": request.overrides}
     try:
         run_stage(request)
     except BaseException:
-        if (new_dir / manifest.MANIFEST).is_file():
-            write_json_atomic(new_dir / manifest.MANIFEST, {**manifest.read(new_dir), "reproduces": reproduces})
+        if (new_dir / MANIFEST).is_file():
+            write_manifest(new_dir, {**read_manifest(new_dir), "reproduces": reproduces})
         raise
-    result = train_record.compare(train_records(args.run, record), manifest.read(new_dir), args.steps, args.tolerance)
-    write_json_atomic(new_dir / manifest.MANIFEST, {**manifest.read(new_dir), "reproduces": reproduces,
+    result = train_record.compare_losses(train_records(args.run, record), read_manifest(new_dir), args.steps,
+                                         args.tolerance)
+    write_manifest(new_dir, {**read_manifest(new_dir), "reproduces": reproduces,
                                                     "reproduction": result})
     print(f"\nrun {new_dir.name} reproduces {record['run_id']}:")
     train_record.print_comparison(result)

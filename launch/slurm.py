@@ -20,9 +20,10 @@ from typing import Any
 import jinja2
 import yaml
 
-from launch import manifest
+from common.files import atomic_writer
+from common.rundir import now, read_manifest, write_manifest
 from launch.distributed import Topology, per_node_command
-from launch.records import atomic_writer, write_json_atomic
+from launch.plugins import PREEMPTED_EXIT
 
 TEMPLATE = Path(__file__).parent / "templates" / "sbatch.sh.j2"
 PROFILE_KEYS = {"partition", "account", "qos", "gpus_per_node", "cpus_per_node", "mem", "time", "signal_before_s",
@@ -63,7 +64,7 @@ class Job:
     after: list[str] = field(default_factory=list)
 
 
-def render(profile: dict[str, Any], profile_path: Path, job: Job) -> str:
+def render_script(profile: dict[str, Any], profile_path: Path, job: Job) -> str:
     """The sbatch script: every #SBATCH line a concrete value."""
     if job.topology.device == "gpu" and job.topology.procs_per_node > (profile.get("gpus_per_node") or 0):
         raise SystemExit(f"{profile_path}: {job.topology.procs_per_node} GPUs per node asked for, "
@@ -81,7 +82,7 @@ def render(profile: dict[str, Any], profile_path: Path, job: Job) -> str:
         root=job.root.resolve(), log_path=job.log_path.resolve(), signal_before_s=profile["signal_before_s"],
         extra_sbatch=profile.get("extra_sbatch") or [], env_setup=(profile.get("env_setup") or "").rstrip(),
         env=profile.get("env") or {}, stop_file=job.stop_file.resolve(), per_node=per_node,
-        command=shlex.join(job.command)).rstrip("\n") + "\n"
+        command=shlex.join(job.command), preempted_exit=PREEMPTED_EXIT).rstrip("\n") + "\n"
 
 
 def sbatch(script: Path, after: list[str], cwd: Path) -> str:
@@ -98,7 +99,7 @@ def sbatch(script: Path, after: list[str], cwd: Path) -> str:
 def submit(profile_path: Path, job: Job, run_dir: Path | None, script_path: Path, dry_run: bool) -> str | None:
     """Render, then print (dry run) or save, submit and record the job; returns the job id."""
     profile = load_profile(profile_path)
-    script = render(profile, profile_path, job)
+    script = render_script(profile, profile_path, job)
     if dry_run:
         sys.stdout.write(script)
         return None
@@ -106,14 +107,14 @@ def submit(profile_path: Path, job: Job, run_dir: Path | None, script_path: Path
         handle.write(script)
     job_id = sbatch(script_path, job.after, job.root)
     if run_dir is not None:
-        record = manifest.read(run_dir)
+        record = read_manifest(run_dir)
         record.setdefault("slurm_jobs", []).append({
             "job_id": job_id, "title": job.title, "script": str(script_path.relative_to(run_dir)),
             "cluster": str(profile_path), "topology": job.topology.as_record(), "after": job.after,
-            "log": str(job.log_path.relative_to(run_dir)).replace("%j", job_id), "submitted_at": manifest.now()})
+            "log": str(job.log_path.relative_to(run_dir)).replace("%j", job_id), "submitted_at": now()})
         if record["status"] == "running" and not record.get("attempts"):
             record["status"] = "queued"
-        write_json_atomic(run_dir / manifest.MANIFEST, record)
+        write_manifest(run_dir, record)
     log = str(job.log_path).replace("%j", job_id)
     print(f"submitted job {job_id}: {job.title}\n  follow it: squeue -j {job_id}; tail -f {log}; "
           f"sacct -j {job_id} --format=JobID,State,ExitCode,Elapsed,NodeList")

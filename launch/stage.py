@@ -28,18 +28,25 @@ from typing import Any
 
 import yaml
 
-from launch import attempts, manifest, quiet, train_record
+from common import quiet
+from common.errors import InputError
+from common.files import atomic_writer
+from common.rundir import (
+    MANIFEST,
+    RunLock,
+    check_run_id,
+    create,
+    latest_run,
+    new_run_id,
+    read_manifest,
+    write_manifest,
+)
+from common.secrets import redact_text, secret_values
+from launch import attempts, manifest, train_record
 from launch.distributed import Topology, train_command
-from launch.errors import InputError
-from launch.records import atomic_writer, redact_text, secret_values, write_json_atomic
-from launch.rundir import RunLock, check_run_id, create
+from launch.plugins import PREEMPTED_EXIT
+from launch.registry import STAGE_PARENT, STAGE_STEPS  # each stage's Axolotl steps, and the stage it starts from
 
-# Each stage is a list of Axolotl CLI steps, run in order on the resolved config.
-STAGE_STEPS = {
-    "sft": ["train", "merge"],
-    "dpo": ["train", "merge"],
-}
-STAGE_PARENT = {"dpo": "sft"}  # a DPO run starts from an SFT run's merged model
 LOG_TAIL_LINES = 40
 RUN_PATHS = {"output_dir": "adapter", "dataset_prepared_path": "prepared"}  # the config keys inside the run folder
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
@@ -62,16 +69,6 @@ class StageRun:
     merge: bool = True  # False: leave the merge to a separate `python -m launch merge runs/<id>` (SLURM chains)
 
 
-def recipe_slug(recipe: Path) -> str:
-    """``recipes/smollm2-135m/v1/sft.yaml`` -> ``smollm2-135m-v1``."""
-    parts = recipe.resolve().parts
-    if "recipes" in parts:
-        inner = parts[parts.index("recipes") + 1 : -1]
-        if inner:
-            return "-".join(inner)
-    return recipe.stem
-
-
 def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``a.b.0.c`` in nested dicts and lists; InputError naming the key when the path does not fit."""
     keys = dotted.split(".")
@@ -91,18 +88,6 @@ def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
             node[key] = value
         else:
             node = node[key]
-
-
-def latest_run(runs_dir: Path, stage: str) -> Path:
-    """The most recently finished successful run of ``stage``."""
-    done = []
-    for path in runs_dir.glob(f"*/{manifest.MANIFEST}"):
-        record = manifest.read(path.parent)
-        if record.get("stage") == stage and record.get("status") == "succeeded":
-            done.append((record["ended_at"], path.parent))
-    if not done:
-        raise SystemExit(f"no successful {stage} run in {runs_dir}/: run `make {stage}` first")
-    return max(done)[1]
 
 
 def load_recipe(recipe: Path, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -261,7 +246,7 @@ def run_logged(command: list[str], log_path: Path, env: dict[str, str], cwd: Pat
 
     The run's lock passes to the command, so the run stays locked while any of its processes lives. When the
     first process exits, the rest of its group (a torchrun's workers, their DataLoader workers) is waited for.
-    The log keeps every line; the terminal skips known third-party import noise unless --verbose (launch/quiet.py).
+    The log keeps every line; the terminal skips known third-party import noise unless --verbose (common/quiet.py).
     """
     secrets = secret_values(env)
     tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
@@ -303,9 +288,9 @@ def parent_record(request: StageRun, pending_ok: bool) -> dict[str, Any] | None:
         return None
     want = STAGE_PARENT[request.stage]
     parent_dir = request.parent or latest_run(request.runs_dir, want)
-    if not (parent_dir / manifest.MANIFEST).is_file():
-        raise InputError(f"--parent {parent_dir}: not a run folder (no {manifest.MANIFEST})")
-    record = manifest.read(parent_dir)
+    if not (parent_dir / MANIFEST).is_file():
+        raise InputError(f"--parent {parent_dir}: not a run folder (no {MANIFEST})")
+    record = read_manifest(parent_dir)
     allowed = ("succeeded", "queued", "running", "preempted", "lost") if pending_ok else ("succeeded",)
     if record.get("stage") != want or record.get("status") not in allowed:
         raise InputError(f"--parent {parent_dir}: a {request.stage} run starts from a succeeded {want} run; "
@@ -317,13 +302,13 @@ def reopen(run_dir: Path, wait_s: float) -> tuple[dict[str, Any], dict[str, Any]
     """Lock an existing run folder and read it; a "running" run nobody held is recorded "lost"."""
     lock = RunLock.acquire(run_dir, wait_s)
     try:
-        if not (run_dir / manifest.MANIFEST).is_file():
-            raise InputError(f"{run_dir} exists and is not a run folder (no {manifest.MANIFEST}): choose another "
+        if not (run_dir / MANIFEST).is_file():
+            raise InputError(f"{run_dir} exists and is not a run folder (no {MANIFEST}): choose another "
                              "--run-id")
-        record = manifest.read(run_dir)
+        record = read_manifest(run_dir)
         if record["status"] == "running":  # no process holds the lock: its last attempt died without a word
             lost = attempts.mark_lost(record)
-            write_json_atomic(run_dir / manifest.MANIFEST, record)
+            write_manifest(run_dir, record)
             if lost:
                 print(f"run {run_dir.name}: attempt {lost['attempt']} (host {lost['host']}) ended without a record "
                       "(killed, or its node lost): recorded as lost")
@@ -346,7 +331,7 @@ def open_run(request: StageRun, submitting: bool = False) -> tuple[Path, dict[st
     if request.run_id is not None:
         check_run_id(request.run_id)
     parent = parent_record(request, pending_ok=submitting)
-    run_id = request.run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{request.stage}-{recipe_slug(request.recipe)}"
+    run_id = request.run_id or new_run_id(request.stage, request.recipe)
     wait_s = SLURM_LOCK_WAIT_S if "SLURM_JOB_ID" in os.environ else 0
     if request.run_id and (request.runs_dir / run_id).exists():
         config, record, lock = reopen(request.runs_dir / run_id, wait_s)
@@ -363,7 +348,8 @@ def open_run(request: StageRun, submitting: bool = False) -> tuple[Path, dict[st
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         argv = [Path(sys.executable).name, "-m", "launch", *sys.argv[1:]]
         record = manifest.start(run_dir, stage=request.stage, recipe=request.recipe, config=config, root=request.root,
-                                parent=parent, argv=argv, env=stage_env(config))
+                                parent=parent, argv=argv, env=stage_env(config),
+                                overrides=request.overrides)
     except BaseException:
         lock.release()
         raise
@@ -393,7 +379,7 @@ def run_steps(request: StageRun, run_dir: Path, config: dict[str, Any], record: 
     env.update(LAUNCH_ATTEMPT=str(attempt["attempt"]))
     env.setdefault("LAUNCH_STOP_FILE", str((run_dir / attempts.STOP_FILE).resolve()))
     stopper.stop_file = Path(env["LAUNCH_STOP_FILE"])
-    write_json_atomic(run_dir / manifest.MANIFEST, record)
+    write_manifest(run_dir, record)
     print(f"run {run_id}: {request.stage} from {request.recipe}, base model {config['base_model']}, "
           f"attempt {attempt['attempt']}, {request.topology.world_size} process(es)")
 
@@ -418,15 +404,15 @@ def run_steps(request: StageRun, run_dir: Path, config: dict[str, Any], record: 
             outputs[f"log_{step}"] = log_name
         if attempts.end(attempt, run_dir, code, stopper.received) == "preempted":
             if step == "train":
-                record.update(train_record.summarize(run_dir, config, run_dir / log_name))  # losses so far
+                record.update(train_record.summarize_training(run_dir, config, run_dir / log_name))  # losses so far
             manifest.finish(run_dir, record, exit_code=code, outputs=outputs, error=None)
             record["status"] = "preempted"
-            write_json_atomic(run_dir / manifest.MANIFEST, record)
+            write_manifest(run_dir, record)
             saved = (attempt.get("preempted") or {}).get("checkpoint")
             print(f"run {run_id}: preempted at {step}"
                   + (f", checkpoint {Path(saved).name} saved" if saved else ", no new checkpoint")
                   + f"; the same command (--run-id {run_id}) resumes it")
-            raise SystemExit(attempts.PREEMPTED_EXIT)
+            raise SystemExit(PREEMPTED_EXIT)
         if code != 0:
             manifest.finish(run_dir, record, exit_code=code, outputs=outputs,
                             error={"step": step, "message": f"axolotl {step} exited with {code}", "log": log_name,
@@ -434,7 +420,8 @@ def run_steps(request: StageRun, run_dir: Path, config: dict[str, Any], record: 
             raise SystemExit(f"run {run_id}: {step} failed with exit code {code}; see {run_dir / log_name}")
         if step == "train":
             outputs["adapter"] = "adapter"
-            record.update(train_record.summarize(run_dir, config, run_dir / log_name))  # for `launch reproduce`
+            # for `launch reproduce`
+            record.update(train_record.summarize_training(run_dir, config, run_dir / log_name))
         if step == "merge":
             place_merged(run_dir)
             outputs["merged"] = "merged"

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launch import manifest
+from common.rundir import read_manifest
 
 HASH_BATCH_ROWS = 1000
 LOSSES_FILE = "train_losses.jsonl"  # kept equal to launch.plugins.preempt.LOSSES_FILE (that module imports Axolotl)
@@ -98,7 +98,7 @@ def recorded_losses(path: Path) -> list[dict[str, Any]]:
     return [by_step[step] for step in sorted(by_step)]
 
 
-def summarize(run_dir: Path, config: dict[str, Any], log: Path) -> dict[str, Any]:
+def summarize_training(run_dir: Path, config: dict[str, Any], log: Path) -> dict[str, Any]:
     """The records a train step adds to its run's manifest."""
     prepared = Path(config.get("dataset_prepared_path") or run_dir / "prepared")
     every = config.get("logging_steps")
@@ -108,7 +108,7 @@ def summarize(run_dir: Path, config: dict[str, Any], log: Path) -> dict[str, Any
     return {"tokenized_dataset": tokenized_dataset(prepared), "losses": losses}
 
 
-def compare(original: dict[str, Any], new: dict[str, Any], steps: int, tolerance: float) -> dict[str, Any]:
+def compare_losses(original: dict[str, Any], new: dict[str, Any], steps: int, tolerance: float) -> dict[str, Any]:
     """Tokenized dataset hashes and the first ``steps`` losses of two runs' records, side by side."""
     hashes = [(r.get("tokenized_dataset") or {}).get("sha256") for r in (original, new)]
     losses = []
@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m launch.train_record", description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a run folder, e.g. runs/<run-id>")
     args = parser.parse_args(argv)
-    config = manifest.read(args.run)["config"]
-    json.dump(summarize(args.run, config, args.run / "logs/train.log"), sys.stdout, indent=2)
+    config = read_manifest(args.run)["config"]
+    json.dump(summarize_training(args.run, config, args.run / "logs/train.log"), sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from helpers import DPO_DATA, ROOT, SFT_DATA, read_jsonl, write_jsonl
 
+from common.files import sha256_file
 from data_prep.build import build
 from data_prep.convert import convert
 from data_prep.sources import load_sources
-from launch.records import sha256_file
 
 ALPACA = ROOT / "data_prep/samples/alpaca.synthetic.jsonl"
 MEDMCQA = ROOT / "data_prep/samples/medmcqa.synthetic.jsonl"

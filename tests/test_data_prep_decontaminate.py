@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import read_jsonl, write_jsonl
 
+from common.files import sha256_file
 from data_prep.decontaminate import (
     TASKS,
     BenchmarkIndex,
@@ -24,7 +25,6 @@ from data_prep.decontaminate import (
     normalize,
     row_text,
 )
-from launch.records import sha256_file
 
 GENERIC_STEMS = [
     "Which of the following is the most likely diagnosis?",

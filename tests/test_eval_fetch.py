@@ -9,11 +9,11 @@ import shutil
 import pytest
 from helpers import read_jsonl, write_jsonl
 
+from common.files import sha256_file
 from eval import fetch
 from eval.benchmarks import MMLU_SUBJECTS, TASKS
 from eval.lm_eval_tasks import FIXTURES
 from eval.prepare import main
-from launch.records import sha256_file
 
 
 def raw_folder(root):

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, read_jsonl, write_jsonl
 
+from common.files import sha256_file
 from data_prep.decontaminate import BenchmarkIndex
 from eval.benchmarks import TASKS
 from eval.lm_eval_tasks import FIXTURES
 from eval.prepare import main, prepare
-from launch.records import sha256_file
 
 REFERENCE = Path("/work/shared/reference")  # published PubMedQA rows, read in place (never copied)
 

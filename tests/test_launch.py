@@ -7,10 +7,11 @@ import json
 import pytest
 from helpers import SFT_RECIPE
 
-from launch import manifest
+from common.files import count_rows, write_json_atomic
+from common.rundir import latest_run, recipe_slug, write_manifest
+from common.secrets import REDACTED, redact, secret_values
 from launch.cli import parse_override
-from launch.records import REDACTED, count_rows, redact, secret_values, write_json_atomic
-from launch.stage import StageRun, latest_run, recipe_slug, resolve_config, set_dotted
+from launch.stage import StageRun, resolve_config, set_dotted
 
 
 def test_override_values_are_read_as_yaml():
@@ -50,7 +51,7 @@ def test_latest_run_picks_the_newest_successful_run_of_the_stage(tmp_path):
                                        ("b", "sft", "succeeded", "2026-01-02T00:00:00"),
                                        ("c", "sft", "failed", "2026-01-03T00:00:00"),
                                        ("d", "dpo", "succeeded", "2026-01-04T00:00:00")]:
-        write_json_atomic(tmp_path / name / manifest.MANIFEST, {"stage": stage, "status": status, "ended_at": ended})
+        write_manifest(tmp_path / name, {"stage": stage, "status": status, "ended_at": ended})
     assert latest_run(tmp_path, "sft") == tmp_path / "b"
     with pytest.raises(SystemExit, match="no successful merge run"):
         latest_run(tmp_path, "merge")

@@ -10,7 +10,7 @@ import pytest
 from helpers import SFT_RECIPE, launch, only_run, tiny_overrides
 from safetensors.torch import load_file
 
-from launch import manifest
+from common.rundir import read_manifest
 from launch.distributed import Topology, train_command
 
 
@@ -26,7 +26,7 @@ def test_two_cpu_processes_train_the_tiny_model(tiny_llama3, small_data, tmp_pat
     lora_b = [w for name, w in load_file(run_dir / "adapter/adapter_model.safetensors").items() if "lora_B" in name]
     assert lora_b and all(w.abs().sum() > 0 for w in lora_b)  # PEFT starts lora_B at zero; training moved it
     assert (run_dir / "merged/config.json").is_file()
-    record = manifest.read(run_dir)
+    record = read_manifest(run_dir)
     assert record["status"] == "succeeded"
     assert record["attempts"][0]["topology"] == {"nodes": 1, "procs_per_node": 2, "device": "cpu", "world_size": 2}
     assert "launch.plugins.cpu.CPUPlacementPlugin" in record["config"]["plugins"]

@@ -16,9 +16,8 @@ import sys
 import pytest
 from helpers import DPO_RECIPE, ROOT, SFT_RECIPE, launch
 
-from launch import manifest
-from launch.records import REDACTED, redact, secret_values
-from launch.rundir import LOCK_FILE, RunLock, create
+from common.rundir import LOCK_FILE, RunLock, create, read_manifest, write_manifest
+from common.secrets import REDACTED, redact, secret_values
 from launch.stage import StageRun, open_run
 
 
@@ -57,7 +56,7 @@ def test_unsafe_run_id_is_refused_and_nothing_is_made(tmp_path):
 def test_a_run_in_use_is_not_reopened(tmp_path):
     run_dir, _, record, lock = open_run(request(tmp_path, run_id="busy"))
     record["status"] = "preempted"  # reopenable, but a process still works in it
-    manifest.write_json_atomic(run_dir / manifest.MANIFEST, record)
+    write_manifest(run_dir, record)
     result = launch("sft", SFT_RECIPE, tmp_path / "runs", "--run-id", "busy")
     lock.release()
     assert result.returncode == 1 and f"in use by pid {os.getpid()}" in result.stderr, result.stderr
@@ -65,11 +64,12 @@ def test_a_run_in_use_is_not_reopened(tmp_path):
 
 
 def test_a_run_whose_process_was_killed_is_recorded_lost_and_reopens(tmp_path):
-    code = ("import sys, time; from pathlib import Path; from launch import attempts, manifest; "
+    code = ("import sys, time; from pathlib import Path; from launch import attempts; "
+            "from common.rundir import write_manifest; "
             "from launch.stage import StageRun, open_run; "
             f"r = StageRun('sft', Path({str(SFT_RECIPE)!r}), Path({str(tmp_path / 'runs')!r}), 'killed'); "
             "run_dir, config, record, lock = open_run(r); attempts.begin(record, run_dir, {}); "
-            "manifest.write_json_atomic(run_dir / 'manifest.json', record); print('ready', flush=True); "
+            "write_manifest(run_dir, record); print('ready', flush=True); "
             "time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
@@ -77,11 +77,11 @@ def test_a_run_whose_process_was_killed_is_recorded_lost_and_reopens(tmp_path):
         open_run(request(tmp_path, run_id="killed"))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert manifest.read(tmp_path / "runs/killed")["status"] == "running"  # what it said when it died
+    assert read_manifest(tmp_path / "runs/killed")["status"] == "running"  # what it said when it died
     run_dir, _, record, lock = open_run(request(tmp_path, run_id="killed"))
     lock.release()
     assert record["status"] == "lost" and record["attempts"][0]["status"] == "lost"
-    assert manifest.read(run_dir)["status"] == "lost"
+    assert read_manifest(run_dir)["status"] == "lost"
 
 
 def test_lock_names_its_holder(tmp_path):
@@ -97,7 +97,7 @@ def test_lock_names_its_holder(tmp_path):
 @pytest.mark.parametrize("status", ["failed", "running"])
 def test_parent_must_be_a_succeeded_run_of_the_parent_stage(tmp_path, status):
     parent = tmp_path / "runs/parent"
-    manifest.write_json_atomic(parent / manifest.MANIFEST, {"run_id": "parent", "stage": "sft", "status": status})
+    write_manifest(parent, {"run_id": "parent", "stage": "sft", "status": status})
     result = launch("dpo", DPO_RECIPE, tmp_path / "runs", "--parent", str(parent), "--run-id", "child")
     assert result.returncode == 2, result.stderr
     assert f"--parent {parent}: a dpo run starts from a succeeded sft run" in result.stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, SFT_RECIPE, tiny_overrides
 
-from launch import manifest
+from common.rundir import read_manifest
 
 pytestmark = pytest.mark.slow
 MAX_STEPS = 6
@@ -51,7 +51,7 @@ def rerun(runs_dir: Path, run_id: str, model: Path, data: Path, *extra: str) -> 
 
 
 def assert_resumed_with_true_steps(run_dir: Path, first_status: str) -> None:
-    record = manifest.read(run_dir)
+    record = read_manifest(run_dir)
     assert record["status"] == "succeeded", record["attempts"]
     first, last = record["attempts"][0], record["attempts"][-1]
     assert first["status"] == first_status and last["status"] == "succeeded"
@@ -82,7 +82,7 @@ def test_a_stop_signal_checkpoints_and_the_same_command_resumes(tiny_llama3, sma
     else:
         os.killpg(json.loads((run_dir / ".lock").read_text())["trainer_pid"], signum)
     assert proc.wait(timeout=600) == 75
-    record = manifest.read(run_dir)
+    record = read_manifest(run_dir)
     assert record["status"] == "preempted" and record["attempts"][0]["ended_at"]
     step = record["attempts"][0]["preempted"]["global_step"]
     assert 2 <= step < MAX_STEPS and (run_dir / f"adapter/checkpoint-{step}").is_dir()
@@ -104,7 +104,7 @@ def test_two_starts_together_get_two_run_folders(tmp_path, small_data):
     outputs = [proc.communicate(timeout=600)[0] for proc in procs]
     assert not any("FileExistsError" in out for out in outputs), outputs
     folders = sorted((tmp_path / "runs").iterdir())
-    assert len(folders) == 2 and all(manifest.read(f)["status"] == "failed" for f in folders)
+    assert len(folders) == 2 and all(read_manifest(f)["status"] == "failed" for f in folders)
 
 
 def test_killed_run_is_recorded_lost_and_resumes(tiny_llama3, small_data, tmp_path):
@@ -117,7 +117,7 @@ def test_killed_run_is_recorded_lost_and_resumes(tiny_llama3, small_data, tmp_pa
     os.killpg(proc.pid, signal.SIGKILL)  # the node is gone: launcher and trainer, without a word
     os.killpg(trainer, signal.SIGKILL)
     proc.wait()
-    assert manifest.read(run_dir)["status"] == "running"
+    assert read_manifest(run_dir)["status"] == "running"
     for _ in range(100):  # the kernel drops the lock once the last of the trainer's processes is gone
         try:
             os.killpg(trainer, 0)

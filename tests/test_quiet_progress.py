@@ -11,7 +11,7 @@ import sys
 
 from helpers import ROOT
 
-from launch import progress, quiet
+from common import progress, quiet
 
 MIXTURE = ROOT / "data_prep/mixtures/default-v1.yaml"
 NOISE = ("Failed to load", "_pytree", "clean_up_tokenization")

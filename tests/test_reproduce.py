@@ -17,8 +17,9 @@ import pytest
 import yaml
 from helpers import ROOT, SFT_DATA, SFT_RECIPE, launch, only_run, read_jsonl, tiny_overrides, write_jsonl
 
+from common.files import sha256_file
+from common.rundir import MANIFEST, read_manifest, write_manifest
 from launch import manifest, reproduce, train_record
-from launch.records import sha256_file
 from launch.stage import StageRun, resolve_config
 from launch.train_record import parse_losses
 
@@ -55,7 +56,7 @@ def data(tmp_path) -> Path:
 
 
 def prepare(run_dir: Path, **kwargs) -> StageRun:
-    return reproduce.prepare(manifest.read(run_dir), run_dir, ROOT, **kwargs)
+    return reproduce.rerun_request(read_manifest(run_dir), run_dir, ROOT, **kwargs)
 
 
 def test_unchanged_run_is_re_run_with_its_recipe_and_overrides(tmp_path, recipe, data):
@@ -88,11 +89,20 @@ def test_changed_recipe_runs_with_allow_recipe_change_and_says_what_changed(tmp_
     assert "running the new content" in out and "learning_rate: recorded 0.0002, now 0.0003" in out
 
 
+def test_overrides_recorded_in_the_manifest_are_read_rather_than_the_command(tmp_path, recipe, data):
+    run_dir = finished_run(tmp_path, recipe, {"base_model": HUB_MODEL, "datasets.0.path": str(data)})
+    record = read_manifest(run_dir)
+    record["overrides"] = {"base_model": HUB_MODEL, "datasets.0.path": str(data)}
+    record["command"] = ["python", "-m", "launch", "sft", str(recipe), "--set", "num_epochs=7"]  # not what ran
+    write_manifest(run_dir, record)
+    assert prepare(run_dir).overrides == {"base_model": HUB_MODEL, "datasets.0.path": str(data)}
+
+
 def test_overrides_lost_from_the_record_are_refused(tmp_path, recipe, data):
     run_dir = finished_run(tmp_path, recipe, {"base_model": HUB_MODEL, "datasets.0.path": str(data)})
-    record = manifest.read(run_dir)
+    record = read_manifest(run_dir)
     record["config"]["num_epochs"] = 3  # as if the run had been started with an override we no longer see
-    manifest.write_json_atomic(run_dir / manifest.MANIFEST, record)
+    write_manifest(run_dir, record)
     with pytest.raises(SystemExit, match="num_epochs: recorded 3, now 1"):
         prepare(run_dir)
 
@@ -122,7 +132,7 @@ def mixture_build(tmp_path: Path) -> tuple[Path, Path]:
 def test_mixture_that_now_builds_different_rows_is_refused(tmp_path, recipe):
     source, built = mixture_build(tmp_path)
     run_dir = finished_run(tmp_path, recipe, {"base_model": HUB_MODEL, "datasets.0.path": str(built)})
-    assert manifest.read(run_dir)["datasets"][0]["data_manifest"]["mixture"]["path"] == str(tmp_path / "mixture.yaml")
+    assert read_manifest(run_dir)["datasets"][0]["data_manifest"]["mixture"]["path"] == str(tmp_path / "mixture.yaml")
     before = sha256_file(built)
     rows = read_jsonl(source)
     rows[0]["messages"][-1]["content"] += " Edited after the run."
@@ -140,14 +150,14 @@ def test_missing_mixture_output_is_rebuilt_with_the_recorded_hash(tmp_path, reci
     before = sha256_file(built)
     shutil.rmtree(built.parent)  # a fresh clone: data/build/ is not in git
     prepare(run_dir)
-    assert sha256_file(built) == before and (built.parent / manifest.MANIFEST).is_file()
+    assert sha256_file(built) == before and (built.parent / MANIFEST).is_file()
 
 
 def test_changed_base_model_is_refused_with_its_tree_hashes(tmp_path, recipe, data, tiny_llama3):
     model = tmp_path / "model"
     shutil.copytree(tiny_llama3, model)
     run_dir = finished_run(tmp_path, recipe, {"base_model": str(model), "datasets.0.path": str(data)})
-    before = manifest.read(run_dir)["base_model"]["sha256_tree"]
+    before = read_manifest(run_dir)["base_model"]["sha256_tree"]
     (model / "generation_config.json").write_text('{"do_sample": true}')
     with pytest.raises(SystemExit, match=f"base model {model} changed: expected sha256_tree {before}, found"):
         prepare(run_dir)
@@ -155,9 +165,9 @@ def test_changed_base_model_is_refused_with_its_tree_hashes(tmp_path, recipe, da
 
 def test_package_version_differences_are_listed_as_a_warning(tmp_path, recipe, data, capsys):
     run_dir = finished_run(tmp_path, recipe, {"base_model": HUB_MODEL, "datasets.0.path": str(data)})
-    record = manifest.read(run_dir)
+    record = read_manifest(run_dir)
     record["packages"]["transformers"] = "4.0.0"
-    manifest.write_json_atomic(run_dir / manifest.MANIFEST, record)
+    write_manifest(run_dir, record)
     prepare(run_dir)
     now = manifest.package_versions()["transformers"]
     assert f"transformers: 4.0.0 at the run, {now} now" in capsys.readouterr().out
@@ -167,13 +177,13 @@ def test_comparison_flags_a_loss_outside_the_tolerance():
     original = {"tokenized_dataset": {"sha256": "a"}, "losses": [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.5}]}
     close = {"tokenized_dataset": {"sha256": "a"}, "losses": [{"step": 1, "loss": 3.001}, {"step": 2, "loss": 2.5}]}
     far = {"tokenized_dataset": {"sha256": "a"}, "losses": [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.6}]}
-    assert train_record.compare(original, close, steps=2, tolerance=1e-3)["reproduced"]
-    result = train_record.compare(original, far, steps=2, tolerance=1e-3)
+    assert train_record.compare_losses(original, close, steps=2, tolerance=1e-3)["reproduced"]
+    result = train_record.compare_losses(original, far, steps=2, tolerance=1e-3)
     assert not result["reproduced"] and [r["within_tolerance"] for r in result["losses"]] == [True, False]
     other_data = {**close, "tokenized_dataset": {"sha256": "b"}}
-    assert not train_record.compare(original, other_data, steps=2, tolerance=1e-3)["tokenized_dataset"]["same"]
+    assert not train_record.compare_losses(original, other_data, steps=2, tolerance=1e-3)["tokenized_dataset"]["same"]
     one_step_short = {**close, "losses": close["losses"][:1]}
-    assert not train_record.compare(original, one_step_short, steps=2, tolerance=1)["reproduced"]
+    assert not train_record.compare_losses(original, one_step_short, steps=2, tolerance=1)["reproduced"]
 
 
 def test_training_losses_are_read_from_the_trainer_log_lines(tmp_path):
@@ -197,7 +207,7 @@ def test_reproducing_an_sft_run_gives_the_same_tokenized_data_and_losses(tiny_ll
                            cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
 
-    a, b = manifest.read(original), manifest.read(runs_dir / "again")
+    a, b = read_manifest(original), read_manifest(runs_dir / "again")
     assert b["status"] == "succeeded" and b["reproduces"]["run_id"] == original.name
     assert b["config"]["datasets"] == a["config"]["datasets"] and b["config"]["base_model"] == str(tiny_llama3)
     assert a["tokenized_dataset"]["rows"] == 8

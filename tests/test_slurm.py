@@ -18,7 +18,7 @@ import yaml
 from helpers import DPO_RECIPE, ROOT, SFT_RECIPE, launch, tiny_overrides
 from slurm_cluster import slurm_cluster  # noqa: F401  (the session fixture)
 
-from launch import manifest
+from common.rundir import read_manifest
 
 LOCAL_TEST = ROOT / "launch/clusters/local-test.yaml"
 H100 = ROOT / "launch/clusters/h100-8x.yaml"
@@ -121,7 +121,7 @@ def test_tiny_sft_runs_as_a_two_node_torchrun_through_sbatch(two_node_run):
     train_log = (run_dir / "logs/train.log").read_text()
     assert train_log.count('"world_size": 2') == 2  # both nodes' processes joined one 2-process group
     assert "rendezvous 127.0.0.1:" in slurm_log  # NodeAddr, resolved through scontrol
-    record = manifest.read(run_dir)
+    record = read_manifest(run_dir)
     assert record["status"] == "succeeded"
     assert record["slurm_jobs"][0]["job_id"] == job_id
     assert (run_dir / record["slurm_jobs"][0]["script"]).is_file()
@@ -159,7 +159,7 @@ def test_requeued_job_resumes_from_last_checkpoint(slurm_cluster, tiny_llama3, s
     state = slurm_cluster.wait_for(job_id, ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), timeout_s=600)
     assert state["JobState"] == "COMPLETED", (run_dir / f"logs/slurm-sft-{job_id}.out").read_text()[-3000:]
     assert int(state["Restarts"]) >= 1
-    record = manifest.read(run_dir)
+    record = read_manifest(run_dir)
     assert record["status"] == "succeeded" and record["run_id"] == run_dir.name
     first, last = record["attempts"][0], record["attempts"][-1]
     assert first["status"] == "preempted" and first["preempted"]["global_step"] > 0
@@ -190,7 +190,7 @@ def test_sigterm_to_the_jobs_process_group_checkpoints_and_requeues(slurm_cluste
     slurm_log = (run_dir / f"logs/slurm-sft-{job_id}.out").read_text()
     assert state["JobState"] == "COMPLETED", slurm_log[-3000:]
     assert "checkpoint saved: requeueing job" in slurm_log and "DataLoader worker" not in slurm_log
-    record = manifest.read(run_dir)
+    record = read_manifest(run_dir)
     first, last = record["attempts"][0], record["attempts"][-1]
     assert record["status"] == "succeeded"
     assert first["status"] == "preempted" and first["preempted"]["global_step"] >= 2
@@ -210,10 +210,10 @@ def test_failed_stage_stops_the_chain(slurm_cluster, tmp_path, small_data):  # n
     assert result.returncode == 0 and len(jobs) == 5, result.stdout + result.stderr  # sft, merge, dpo, merge, eval
     first = slurm_cluster.wait_for(jobs[0], DONE, timeout_s=300)
     assert first["JobState"] == "FAILED"
-    sft = manifest.read(run_dir_of(runs_dir, "sft"))
+    sft = read_manifest(run_dir_of(runs_dir, "sft"))
     assert sft["status"] == "failed" and sft["error"]["step"] == "train" and sft["error"]["log_tail"]
     for job in jobs[1:]:
         state = slurm_cluster.wait_for(job, DONE, timeout_s=60)
         assert state["JobState"] == "CANCELLED" and state["RunTime"] == "00:00:00", state
-    dpo = manifest.read(run_dir_of(runs_dir, "dpo"))
+    dpo = read_manifest(run_dir_of(runs_dir, "dpo"))
     assert dpo["status"] == "queued" and not dpo.get("attempts")  # never started

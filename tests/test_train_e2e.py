@@ -16,8 +16,9 @@ import torch
 from helpers import DPO_RECIPE, ROOT, SFT_RECIPE, launch, only_run, tiny_overrides
 from safetensors.torch import load_file
 
-from launch import manifest
-from launch.records import REDACTED, sha256_tree
+from common.files import sha256_tree
+from common.rundir import read_manifest
+from common.secrets import REDACTED
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +64,7 @@ def test_stage_trains_the_adapter_and_merges_it(runs, stage):
 
 @pytest.mark.parametrize("stage", ["sft", "dpo"])
 def test_manifest_is_complete(runs, stage, small_data):
-    record = manifest.read(runs[stage])
+    record = read_manifest(runs[stage])
     assert set(record) >= MANIFEST_KEYS
     assert record["status"] == "succeeded" and record["exit_code"] == 0 and record["error"] is None
     assert record["started_at"] <= record["ended_at"] and record["duration_s"] >= 0
@@ -84,11 +85,11 @@ def test_manifest_is_complete(runs, stage, small_data):
 
 
 def test_dpo_starts_from_the_sft_runs_merged_model(runs):
-    record = manifest.read(runs["dpo"])
+    record = read_manifest(runs["dpo"])
     assert record["parent"]["run_id"] == runs["sft"].name
     assert record["config"]["base_model"] == str(runs["sft"] / "merged")
     assert record["base_model"]["from_run"] == runs["sft"].name
-    assert manifest.read(runs["sft"])["parent"] is None
+    assert read_manifest(runs["sft"])["parent"] is None
 
 
 def test_no_secret_reaches_any_file_of_a_run(runs):
@@ -105,7 +106,7 @@ def test_redaction_touches_nothing_but_secrets(runs):
     for run_dir in runs.values():
         for path in [run_dir / "manifest.json", run_dir / "config.yaml", *run_dir.glob("logs/*.log")]:
             assert REDACTED not in path.read_text(encoding="utf-8"), path
-        record = manifest.read(run_dir)
+        record = read_manifest(run_dir)
         assert record["config"]["bf16"] is False and record["config"]["tokenizer_type"] == "AutoTokenizer"
 
 
@@ -129,7 +130,7 @@ def test_failed_run_leaves_a_manifest_saying_how(tmp_path, small_data):
     missing = tmp_path / "no-such-model"
     result = launch("sft", SFT_RECIPE, tmp_path / "runs", *tiny_overrides(missing, small_data["sft"]))
     assert result.returncode != 0
-    record = manifest.read(only_run(tmp_path / "runs", "sft"))
+    record = read_manifest(only_run(tmp_path / "runs", "sft"))
     assert record["status"] == "failed" and record["exit_code"] not in (0, None)
     assert record["error"]["step"] == "train" and record["error"]["log"] == "logs/train.log"
     assert record["error"]["log_tail"] and record["ended_at"]

@@ -7,7 +7,7 @@ import os
 import pytest
 from helpers import SFT_RECIPE, launch, only_run, tiny_overrides
 
-from launch import manifest
+from common.rundir import read_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ def test_wandb_project_without_a_key_leaves_an_offline_run_inside_the_run_folder
                   "--set", "use_wandb=true", "--set", "wandb_project=openbio-test", "--skip-merge", env=env)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     run_dir = only_run(tmp_path / "runs", "sft")
-    assert manifest.read(run_dir)["environment"]["WANDB_MODE"] == "offline"
+    assert read_manifest(run_dir)["environment"]["WANDB_MODE"] == "offline"
     [offline] = (run_dir / "wandb").glob("offline-run-*")
     assert list(offline.glob("run-*.wandb")), sorted(p.name for p in offline.iterdir())
     assert not (tmp_path / "wandb").exists() and not (run_dir / "adapter/wandb").exists()

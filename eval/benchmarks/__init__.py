@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import ModuleType
 
+from common.benchmarks import BENCHMARKS
 from eval.benchmarks import medmcqa, medqa, mmlu, pubmedqa
 from eval.benchmarks._common import BenchmarkError, Loaded
 
@@ -47,5 +48,5 @@ TASKS: dict[str, Task] = {
     "pubmedqa": Task("pubmedqa", pubmedqa, "test (PMIDs of test_ground_truth.json)", 500),
     **{f"mmlu_{s}": Task(f"mmlu_{s}", mmlu, "test", n, subject=s) for s, n in MMLU_SUBJECTS.items()},
 }
-
-
+if tuple(TASKS) != BENCHMARKS:  # the names data_prep decontaminates against (common/benchmarks.py)
+    raise ImportError(f"eval/benchmarks defines {list(TASKS)}; common/benchmarks.py names {list(BENCHMARKS)}")

@@ -30,12 +30,10 @@ from pathlib import Path
 from axolotl.integrations.base import BasePlugin
 from transformers import TrainerCallback
 
-from launch.records import write_json_atomic
+from common.files import write_json_atomic
+from launch.plugins import PREEMPTED_EXIT, PREEMPTED_FILE, TRAIN_START_FILE
 
 LOG = logging.getLogger(__name__)
-PREEMPTED_EXIT = 75  # EX_TEMPFAIL: try again later
-PREEMPTED_FILE = "preempted.json"
-TRAIN_START_FILE = "train_start.json"
 LOSSES_FILE = "train_losses.jsonl"
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGUSR1}
 

@@ -1,5 +1,9 @@
 """How a command ends on bad input: one line naming the file, line or key and the reason, exit 2, no traceback.
 
+Every CLI (``python -m launch``, ``python -m data_prep``, ``python -m eval``) uses this one convention: a check
+raises :class:`InputError` (or ``SystemExit`` with a message), and the entry point wraps its work in
+:func:`one_line_errors`:
+
     debug, argv = split_debug(sys.argv[1:])
     with one_line_errors(debug):
         run(argv)
@@ -24,12 +28,18 @@ INTERRUPTED_EXIT = 130  # as a shell reports SIGINT
 DEBUG_FLAG = "--debug"
 
 
+class InputError(SystemExit):
+    """Bad input (a command-line value, a recipe, a run folder): one line naming it and the reason."""
+
+    exit_code = INPUT_ERROR_EXIT
+
+
 def split_debug(argv: list[str]) -> tuple[bool, list[str]]:
     """(whether ``--debug`` was given, the arguments without it)."""
     return DEBUG_FLAG in argv, [arg for arg in argv if arg != DEBUG_FLAG]
 
 
-def describe(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
     """The error in one line (several only when a check lists several places), with the notes added to it."""
     if isinstance(err, SystemExit):
         text = str(err.code)
@@ -56,17 +66,17 @@ def one_line_errors(debug: bool = False) -> Iterator[None]:
             raise
         if debug:
             traceback.print_exc()
-        print(describe(err), file=sys.stderr)
+        print(one_line(err), file=sys.stderr)
         raise SystemExit(INPUT_ERROR_EXIT) from None
     except KeyboardInterrupt as err:
         if debug:
             raise
-        print(describe(err), file=sys.stderr)
+        print(one_line(err), file=sys.stderr)
         raise SystemExit(INTERRUPTED_EXIT) from None
     except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as err:
         if debug:
             raise
-        print(describe(err) + f" (rerun with {DEBUG_FLAG} for the traceback)", file=sys.stderr)
+        print(one_line(err) + f" (rerun with {DEBUG_FLAG} for the traceback)", file=sys.stderr)
         raise SystemExit(INPUT_ERROR_EXIT) from None
 
 

@@ -1,4 +1,4 @@
-"""The run folder itself: a safe name, created exclusively, and locked while a process works in it.
+"""The run folder: a safe name, created exclusively, locked while a process works in it, and its manifest.
 
     python -m launch sft RECIPE --run-id my-run   # runs/my-run/, refused if the id is unsafe or the run is in use
 
@@ -7,10 +7,13 @@ under a temporary name with its lock already held, then renamed into place: of t
 name, one wins and the other takes the next free suffix (``-2``, ``-3``, ...). While a process works in a run
 folder it holds ``fcntl.flock`` on ``<run>/.lock``, which names its pid and host; the lock passes to the trainer
 it starts, so it is held until every process of the run has exited (a killed launcher included).
+
+``<run>/manifest.json`` is read with :func:`read_manifest` and written only by :func:`write_manifest`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import fcntl
 import json
@@ -21,14 +24,59 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from launch.errors import InputError
-from launch.manifest import now
+from common.errors import InputError
+from common.files import write_json_atomic
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 LOCK_FILE = ".lock"
+MANIFEST = "manifest.json"
 MAX_SUFFIX = 100
 UNSUPPORTED = (errno.ENOLCK, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP)  # a file system without flock
+
+
+def now() -> str:
+    """The current time, ISO 8601 with timezone."""
+    return dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """A run's manifest."""
+    return json.loads((run_dir / MANIFEST).read_text())
+
+
+def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """Replace a run's manifest whole: the one place ``manifest.json`` is written."""
+    write_json_atomic(run_dir / MANIFEST, manifest)
+
+
+def latest_run(runs_dir: Path, stage: str) -> Path:
+    """The most recently finished successful run of ``stage``."""
+    done = []
+    for path in runs_dir.glob(f"*/{MANIFEST}"):
+        record = read_manifest(path.parent)
+        if record.get("stage") == stage and record.get("status") == "succeeded":
+            done.append((record["ended_at"], path.parent))
+    if not done:
+        raise SystemExit(f"no successful {stage} run in {runs_dir}/: run `make {stage}` first")
+    return max(done)[1]
+
+
+def recipe_slug(recipe: Path) -> str:
+    """``recipes/smollm2-135m/v1/sft.yaml`` -> ``smollm2-135m-v1``."""
+    parts = recipe.resolve().parts
+    if "recipes" in parts:
+        inner = parts[parts.index("recipes") + 1 : -1]
+        if inner:
+            return "-".join(inner)
+    return recipe.stem
+
+
+def new_run_id(stage: str, recipe: Path, stamp: str | None = None, suffix: str = "") -> str:
+    """The default run id, ``<time>-<stage>-<recipe>[-<suffix>]``: the one place it is made (a chain shares a stamp)."""
+    stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{stage}-{recipe_slug(recipe)}" + (f"-{suffix}" if suffix else "")
 
 
 def check_run_id(run_id: str) -> str:

@@ -1,0 +1,148 @@
+"""The floors follow the data (docs/architecture.md): raw -> data_prep -> recipe -> launch -> runs -> eval.
+
+common/ is the ground floor and imports none of ours; data_prep stands on common; eval reads prepared data and run
+folders (data_prep, common) and never launch; launch may rebuild a mixture (data_prep) and never imports eval.
+Imports are read with ``ast`` (those inside functions too), so a lazy import cannot hide a wrong floor or a cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("common", "data_prep", "eval", "launch")
+ALLOWED = {  # package -> the packages of ours it may import (itself always)
+    "common": set(),
+    "data_prep": {"common"},
+    "eval": {"common", "data_prep"},
+    "launch": {"common", "data_prep"},
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def resolve(name: str) -> str | None:
+    """The module of ours that ``name`` (a module or a name inside one) is, or None when it is not ours."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def imports(module: str) -> set[str]:
+    """The modules of ours that ``module`` imports, anywhere in its body."""
+    path = MODULES[module]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(filter(None, (resolve(alias.name) for alias in node.names)))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the module's package
+                package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+                for _ in range(node.level - 1):
+                    package = package.rpartition(".")[0]
+                base = f"{package}.{base}" if base else package
+            for alias in node.names:
+                target = resolve(f"{base}.{alias.name}") if f"{base}.{alias.name}" in MODULES else resolve(base)
+                if target:
+                    found.add(target)
+    found.discard(module)
+    return found
+
+
+GRAPH = {module: imports(module) for module in MODULES}
+
+
+def package(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_every_package_imports_only_the_floors_below_it():
+    wrong = sorted(f"{m} imports {t}" for m, targets in GRAPH.items() for t in targets
+                   if package(t) != package(m) and package(t) not in ALLOWED[package(m)])
+    assert not wrong, "\n".join(wrong)
+
+
+def test_data_prep_imports_neither_launch_nor_eval_and_eval_never_launch():
+    assert not any(package(t) in {"launch", "eval"} for m, ts in GRAPH.items() if package(m) == "data_prep" for t in ts)
+    assert not any(package(t) == "launch" for m, ts in GRAPH.items() if package(m) == "eval" for t in ts)
+    assert GRAPH["data_prep.decontaminate"] and GRAPH["eval.run"]  # the parser found imports at all
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as a path (first node repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_the_package_graph_has_no_cycle():
+    packages = {p: set() for p in PACKAGES}
+    for m, targets in GRAPH.items():
+        packages[package(m)].update(package(t) for t in targets if package(t) != package(m))
+    assert cycle(packages) is None, cycle(packages)
+
+
+def test_the_module_graph_has_no_cycle():
+    assert cycle(GRAPH) is None, " -> ".join(cycle(GRAPH))
+
+
+@pytest.mark.parametrize("graph, expected", [({"a": {"b"}, "b": {"a"}}, ["a", "b", "a"]),
+                                             ({"a": {"b"}, "b": set()}, None)])
+def test_the_cycle_finder_finds_a_cycle_and_only_a_cycle(graph, expected):
+    assert cycle(graph) == expected
+
+
+# One name, one meaning. These names are shared on purpose: each module of a registry implements the same role
+# (a source's ``convert``, a benchmark schema's ``load`` and ``item``, a command's ``main``, ``parse_args``, ``run``).
+PROTOCOL_NAMES = {"main", "parse_args", "run", "convert", "load", "item", "prompt_turns"}
+
+
+def test_no_two_public_functions_share_a_name_outside_the_registries_protocols():
+    defined: dict[str, list[str]] = {}
+    for module, path in MODULES.items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef | ast.ClassDef) and not node.name.startswith("_"):
+                defined.setdefault(node.name, []).append(module)
+    shared = {name: mods for name, mods in defined.items() if len(mods) > 1 and name not in PROTOCOL_NAMES}
+    assert not shared, shared
+
+
+def test_a_run_folders_manifest_is_written_by_one_function():
+    """Only common.rundir.write_manifest writes ``<run>/manifest.json``; everything else calls it."""
+    writers = ("write_json_atomic(", "atomic_writer(", "write_text(", "open(", "copyfile(")
+    found = []
+    for module, path in MODULES.items():
+        if package(module) == "data_prep":  # a data build folder's manifest, not a run folder's
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if any(w in line for w in writers) and re.search(r'\bMANIFEST\b|"manifest.json"', line):
+                found.append(f"{module}:{number}: {line.strip()}")
+    assert [f.split(":")[0] for f in found] == ["common.rundir"], found
+    assert "def write_manifest(" in MODULES["common.rundir"].read_text(encoding="utf-8")
