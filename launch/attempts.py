@@ -25,6 +25,7 @@ from common.rundir import now
 from launch.plugins import PLUGINS, PREEMPTED_FILE, TRAIN_START_FILE
 
 REOPENABLE = ("queued", "preempted", "lost")
+TRAINER_STATE = "trainer_state.json"  # transformers writes it last into a checkpoint
 STOP_FILE = ".stop"  # touched to ask every rank for a checkpoint (LAUNCH_STOP_FILE)
 # A step that died of one of these was stopped from outside, not broken: the run can resume.
 STOPPED_BY = {-signal.SIGTERM, -signal.SIGUSR1, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGUSR1}
@@ -59,6 +60,18 @@ def last_checkpoint(output_dir: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
+def set_aside_incomplete(output_dir: Path) -> list[str]:
+    """Rename checkpoints a killed attempt left half-written to ``incomplete-checkpoint-<step>``; return their names.
+
+    The trainer writes ``trainer_state.json`` last, so a checkpoint without it was cut off mid-save (SIGKILL,
+    node loss). Renamed, neither we nor Axolotl's auto-resume (``checkpoint-*``) pick it; it stays to inspect.
+    """
+    incomplete = [p for p in output_dir.glob("checkpoint-*") if not (p / TRAINER_STATE).is_file()]
+    for path in incomplete:
+        path.rename(path.with_name(f"incomplete-{path.name}"))
+    return sorted(p.name for p in incomplete)
+
+
 def read_json_or_none(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -78,10 +91,14 @@ def begin(record: dict[str, Any], run_dir: Path, topology: dict[str, Any]) -> di
     for name in (PREEMPTED_FILE, TRAIN_START_FILE):
         (run_dir / "adapter" / name).unlink(missing_ok=True)
     (run_dir / STOP_FILE).unlink(missing_ok=True)
+    set_aside = set_aside_incomplete(run_dir / "adapter")
     checkpoint = last_checkpoint(run_dir / "adapter")
     attempt = {"attempt": len(record.get("attempts", [])) + 1, "started_at": now(), "ended_at": None,
                "status": "running", "exit_code": None, "host": platform.node(), "topology": topology,
-               "slurm": slurm_record(), "resume_from": str(checkpoint.relative_to(run_dir)) if checkpoint else None}
+               "slurm": slurm_record(), "resume_from": str(checkpoint.relative_to(run_dir)) if checkpoint else None,
+               "incomplete_checkpoints": set_aside}
+    for name in set_aside:
+        print(f"run {run_dir.name}: {name} was cut off mid-save (no {TRAINER_STATE}); kept as incomplete-{name}")
     if checkpoint:
         print(f"run {run_dir.name}: resuming from {checkpoint.name}")
     record.setdefault("attempts", []).append(attempt)

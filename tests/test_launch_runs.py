@@ -154,3 +154,20 @@ def test_a_chains_dry_run_names_a_parent_that_is_not_made_yet(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("#SBATCH --job-name=") == 5 and not (tmp_path / "runs").exists()
+
+
+def test_a_checkpoint_cut_off_mid_save_is_set_aside_and_the_last_whole_one_resumed(tmp_path):
+    """A SIGKILL during a save leaves checkpoint-N without trainer_state.json (written last by the trainer)."""
+    from launch import attempts
+
+    run_dir = tmp_path / "run"
+    whole, cut = run_dir / "adapter/checkpoint-2", run_dir / "adapter/checkpoint-4"
+    whole.mkdir(parents=True)
+    (whole / attempts.TRAINER_STATE).write_text("{}")
+    cut.mkdir()
+    (cut / "tokens_state.json").write_text("{}")
+    record = {"attempts": [{"attempt": 1, "status": "lost"}]}
+    attempt = attempts.begin(record, run_dir, {"world_size": 1})
+    assert attempt["resume_from"] == "adapter/checkpoint-2"
+    assert attempt["incomplete_checkpoints"] == ["checkpoint-4"]
+    assert not cut.exists() and (run_dir / "adapter/incomplete-checkpoint-4/tokens_state.json").is_file()
