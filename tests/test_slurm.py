@@ -212,8 +212,12 @@ def test_failed_stage_stops_the_chain(slurm_cluster, tmp_path, small_data):  # n
     assert first["JobState"] == "FAILED"
     sft = read_manifest(run_dir_of(runs_dir, "sft"))
     assert sft["status"] == "failed" and sft["error"]["step"] == "train" and sft["error"]["log_tail"]
+    assert list(runs_dir.glob(f"*/logs/slurm-*-{jobs[0]}.out"))  # a job that ran leaves its output here
     for job in jobs[1:]:
         state = slurm_cluster.wait_for(job, DONE, timeout_s=60)
-        assert state["JobState"] == "CANCELLED" and state["RunTime"] == "00:00:00", state
+        # never ran: SLURM cancelled it for its failed dependency, and its batch script wrote no output. (Not
+        # RunTime: asked at the wrong moment, scontrol prints it as the time since the epoch for such a job.)
+        assert state["JobState"] == "CANCELLED" and state["Reason"] == "DependencyNeverSatisfied", state
+        assert not list(runs_dir.glob(f"*/logs/slurm-*-{job}.out")), state
     dpo = read_manifest(run_dir_of(runs_dir, "dpo"))
     assert dpo["status"] == "queued" and not dpo.get("attempts")  # never started
