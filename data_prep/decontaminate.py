@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from common.benchmarks import BENCHMARKS
+from common.errors import positive_int
 from common.files import sha256_file, write_json_atomic, write_jsonl_atomic
 from data_prep.convert import sidecar
 from data_prep.coverage import coverage, describe, missing_tasks
@@ -348,11 +349,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder with one <task>.jsonl per benchmark: " + ", ".join(TASKS))
     parser.add_argument("--out", type=Path, required=True, metavar="CLEAN.jsonl",
                         help="the rows kept; the contaminated rows and the manifest go beside it")
-    parser.add_argument("--n", type=int, default=DEFAULT_N, help=f"n-gram length (default {DEFAULT_N})")
-    parser.add_argument("--min-question-words", type=int, default=DEFAULT_MIN_QUESTION_WORDS,
+    parser.add_argument("--n", type=positive_int, default=DEFAULT_N, help=f"n-gram length (default {DEFAULT_N})")
+    parser.add_argument("--min-question-words", type=positive_int, default=DEFAULT_MIN_QUESTION_WORDS,
                         help="shortest whole question that is matched on its own "
                              f"(default {DEFAULT_MIN_QUESTION_WORDS})")
-    parser.add_argument("--max-item-frequency", type=int, default=DEFAULT_MAX_ITEM_FREQUENCY,
+    parser.add_argument("--max-item-frequency", type=positive_int, default=DEFAULT_MAX_ITEM_FREQUENCY,
                         help="a question or phrase that more benchmark items have is generic and never "
                              f"matches (default {DEFAULT_MAX_ITEM_FREQUENCY})")
     parser.add_argument("--allow-partial", action="store_true",

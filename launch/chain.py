@@ -14,6 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
+from common.errors import positive_int
 from common.files import write_json_atomic
 from common.rundir import new_run_id
 from launch import slurm
@@ -39,9 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-out", type=Path, default=Path("data/build/default-v1"))
     p.add_argument("--no-data", action="store_true", help="skip the data job (the data is built already)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"))
-    p.add_argument("--nodes", type=int, default=1)
-    p.add_argument("--gpus-per-node", type=int)
-    p.add_argument("--cpu-procs", type=int)
+    p.add_argument("--nodes", type=positive_int, default=1)
+    p.add_argument("--gpus-per-node", type=positive_int)
+    p.add_argument("--cpu-procs", type=positive_int)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="passed to both training stages")
     p.add_argument("--dry-run", action="store_true")

@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from common.errors import positive_int
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = Path("recipes/LOCK")
 MIXTURES = Path("data_prep/mixtures")
@@ -242,11 +244,12 @@ def main(argv: list[str] | None = None) -> None:
     from launch.resolve import CARD_GPU, GPU_KINDS
 
     parser.add_argument("recipes", nargs="+", type=Path, metavar="RECIPE", help="recipe YAML files")
-    parser.add_argument("--gpus", type=int, help="GPUs the job gets (default: the card's for OpenBioLLM, else 1)")
+    parser.add_argument("--gpus", type=positive_int,
+                        help="GPUs the job gets (default: the card's for OpenBioLLM, else 1)")
     parser.add_argument("--gpu", choices=sorted(GPU_KINDS), default=None, help=f"GPU kind (default {CARD_GPU} "
                         "with --gpus, --cluster or an OpenBioLLM recipe; else this machine, as on CPU)")
     parser.add_argument("--cluster", type=Path, help="a cluster profile (launch/clusters/): its gpus_per_node")
-    parser.add_argument("--nodes", type=int, default=1, help="nodes, with --cluster (default 1)")
+    parser.add_argument("--nodes", type=positive_int, default=1, help="nodes, with --cluster (default 1)")
     args = parser.parse_args(argv)
     gpus = args.gpus
     if args.cluster is not None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from common.errors import positive_int
 from launch import estimates as est
 from launch.estimates import GIB
 
@@ -194,7 +195,7 @@ def plan(recipe: Path, gpus: int, gpu: str, dataset: Path | None = None, utilisa
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m launch plan", description=__doc__.splitlines()[0])
     parser.add_argument("recipe", type=Path)
-    parser.add_argument("--gpus", type=int, required=True, help="GPUs the job gets")
+    parser.add_argument("--gpus", type=positive_int, required=True, help="GPUs the job gets")
     parser.add_argument("--gpu", choices=sorted(GPUS), required=True)
     parser.add_argument("--dataset", type=Path, help="a built mixture folder, for the whole run's time")
     parser.add_argument("--utilisation", type=float, default=UTILISATION,
