@@ -49,8 +49,8 @@ WORDS = ("fever cough dyspnoea chest pain abdominal nausea headache fatigue rash
 SCHEMAS = ("alpaca", "messages", "medmcqa", "pref-pairs")
 TEXT_SOURCES = [*sorted((ROOT / "data_prep/samples").glob("*.json*")), *sorted((ROOT / "data/default").glob("*.jsonl")),
                 *sorted(Path("/work/shared/reference").glob("*.json"))]
-STAGES = ("gather", "cap_after_dedup", "dedup", "decontaminate_rows", "measure_lengths", "split",
-          "write_jsonl_atomic")
+STAGES = ("convert_rows", "decide", "cap_after_dedup", "choose", "encode_rows", "split",
+          "write_lines_atomic")
 
 
 def strings(value: Any) -> Iterator[str]:
@@ -220,13 +220,14 @@ def timed(module: Any, name: str, seconds: dict[str, float]) -> None:
 def run_build(root: Path, workers: int | None) -> None:
     """The child process: build the mixture with each stage timed; print the figures as one JSON line."""
     from data_prep import build as build_module
-    from data_prep import tokens
+    from data_prep import rowpass, tokens
 
     seconds: dict[str, float] = {}
     for name in STAGES:
         if hasattr(build_module, name):
             timed(build_module, name, seconds)
-    timed(tokens, "load_tokenizer", seconds)  # inside measure_lengths: reading tokenizer.json, the template
+    for module in (tokens, rowpass):  # reading tokenizer.json and the template, cached after the first call
+        timed(module, "load_tokenizer", seconds)
     tokenizer = root / "tokenizer" if (root / "tokenizer").is_dir() else None
     kwargs = {} if workers is None else {"workers": workers}
     start = time.perf_counter()

@@ -12,15 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-# Meta-Llama-3-8B-Instruct's chat template, as published in its tokenizer_config.json.
-LLAMA3_CHAT_TEMPLATE = (
-    "{% set loop_messages = messages %}{% for message in loop_messages %}"
-    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
-    "+ message['content'] | trim + '<|eot_id|>' %}"
-    "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
-    "{{ content }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
-)
+from data_prep.templates import LLAMA3_CHAT_TEMPLATE  # Meta's exact Llama-3-Instruct template
+
 LLAMA3_SPECIAL_TOKENS = [
     "<|begin_of_text|>",
     "<|end_of_text|>",

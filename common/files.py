@@ -68,10 +68,15 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     """Write rows as JSONL (UTF-8, one object a line) atomically; return how many."""
+    return write_lines_atomic(path, (json.dumps(row, ensure_ascii=False) for row in rows))
+
+
+def write_lines_atomic(path: Path, lines: Iterable[str]) -> int:
+    """Write text lines (no newline in them) atomically as UTF-8, one a line; return how many."""
     count = 0
     with atomic_writer(path) as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        for line in lines:
+            handle.write(line + "\n")
             count += 1
     return count
 

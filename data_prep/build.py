@@ -13,21 +13,30 @@ in ``workers`` processes (default: this machine's cores); the outputs are the sa
 from __future__ import annotations
 
 import difflib
+import json
 import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from common.files import load_yaml, sha256_file, staged_outputs, write_json_atomic, write_jsonl_atomic
-from data_prep.convert import DEFAULT_MAX_REJECT_RATE, check_reject_rate, convert_input
+from common.files import (
+    load_yaml,
+    sha256_file,
+    staged_outputs,
+    write_json_atomic,
+    write_jsonl_atomic,
+    write_lines_atomic,
+)
+from data_prep.convert import DEFAULT_MAX_REJECT_RATE, check_reject_rate
 from data_prep.coverage import coverage
-from data_prep.decontaminate import decontaminate_rows, load_index, row_text
-from data_prep.dedup import NEAR_THRESHOLD, dedup
+from data_prep.decontaminate import BenchmarkIndex, load_index
+from data_prep.dedup import NEAR_THRESHOLD, decide
 from data_prep.mixture import check_mixture
 from data_prep.parallel import default_workers
+from data_prep.rowpass import Converted, convert_rows
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
-from data_prep.tokens import measure_lengths, token_stats
+from data_prep.tokens import choose, encode_rows, load_tokenizer, token_stats
 
 MIXTURE_KEYS = {"name", "version", "seed", "system_prompt", "validation_fraction", "max_reject_rate",
                 "near_duplicate_threshold", "decontaminate", "tokenizer", "sequence_len", "sft", "dpo"}
@@ -65,31 +74,31 @@ def system_prompt(mixture: dict[str, Any]) -> str | None:
 
 
 def removed(entry: dict[str, Any], kind: str, stage: str, reason: str, **extra: Any) -> dict[str, Any]:
-    """A rejects-file entry for a converted row left out after conversion."""
-    return {"kind": kind, "stage": stage, "reason": reason, **entry["origin"], **extra, "row": entry["row"]}
+    """A rejects-file entry for a converted row left out after conversion (its JSON line parsed again)."""
+    return {"kind": kind, "stage": stage, "reason": reason, **entry["origin"], **extra,
+            "row": json.loads(entry["line"])}
 
 
-def gather(kind: str, entries: list[dict[str, Any]], mixture: dict[str, Any]) -> tuple[list, list, list]:
-    """Convert every source of one kind: kept entries, left-out records, per-source records."""
-    sources, system = load_sources(), system_prompt(mixture)
-    kept, left_out, records = [], [], []
+def gather(kind: str, entries: list[dict[str, Any]], mixture: dict[str, Any], index: BenchmarkIndex | None,
+           tokenizer: Path | None, workers: int) -> tuple[Converted, list[dict]]:
+    """Convert every source of one kind (rowpass.convert_rows): the pass's result and per-source records."""
+    sources = load_sources()
+    inputs = []
     for number, spec in enumerate(entries):
         module = sources[spec["source"]]
         if kind != module.KIND:
             raise SystemExit(f"{spec['source']} gives {module.KIND} rows; it cannot go under {kind}")
-        inputs, converted = [], []
-        for path in spec["inputs"]:
-            rows, rejects, record = convert_input(module, str(path), system)
-            for entry in rows:
-                entry["origin"]["entry"] = number
-            converted += rows
-            left_out += [{"kind": kind, "stage": "convert", **r} for r in rejects]
-            inputs.append(record)
-        check_reject_rate(spec["source"], inputs, mixture.get("max_reject_rate", DEFAULT_MAX_REJECT_RATE),
+        inputs += [(spec["source"], str(path), number) for path in spec["inputs"]]
+    converted = convert_rows(inputs, system_prompt(mixture), index, tokenizer, workers,
+                             label=f"{kind}: convert, dedup, decontaminate")
+    records, at = [], 0
+    for number, spec in enumerate(entries):
+        mine = converted.inputs[at:at + len(spec["inputs"])]
+        at += len(spec["inputs"])
+        check_reject_rate(spec["source"], mine, mixture.get("max_reject_rate", DEFAULT_MAX_REJECT_RATE),
                           "the build stops")
-        kept += converted
-        records.append({"source": spec["source"], "entry": number, "inputs": inputs})
-    return kept, left_out, records
+        records.append({"source": spec["source"], "entry": number, "inputs": mine})
+    return converted, records
 
 
 def cap_after_dedup(kind: str, entries: list[dict[str, Any]], records: list[dict[str, Any]],
@@ -147,6 +156,12 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None, wo
     if workers < 1:
         raise SystemExit(f"workers must be at least 1, not {workers}")
     tokenizer = tokenizer or (Path(mixture["tokenizer"]) if mixture.get("tokenizer") else None)
+    if tokenizer is not None:
+        try:
+            load_tokenizer(tokenizer)  # before the long pass, and so that its workers inherit it loaded
+        except OSError as err:
+            raise SystemExit(f"{mixture_path}: tokenizer {tokenizer} cannot be loaded: {str(err).splitlines()[0]} "
+                             "(the default mixture's is made by `make model`)") from None
     settings = mixture.get("decontaminate") or {}
     index = None
     if settings:
@@ -161,22 +176,24 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None, wo
     for kind in KINDS:
         if not mixture.get(kind):
             continue
-        entries, left_out, sources = gather(kind, mixture[kind], mixture)
-        entries, duplicates = dedup(entries, mixture.get("near_duplicate_threshold", NEAR_THRESHOLD), workers,
-                                    label=f"{kind}: dedup")
+        converted, sources = gather(kind, mixture[kind], mixture, index, tokenizer, workers)
+        left_out = [{"kind": kind, "stage": "convert", **r} for r in converted.rejects]
+        entries, duplicates = decide(converted.entries, converted.digests, converted.matrix,
+                                     mixture.get("near_duplicate_threshold", NEAR_THRESHOLD))
+        del converted
         left_out += [removed(d, kind, "dedup", d["reason"], duplicate_of=d["duplicate_of"]) for d in duplicates]
         entries, over_cap = cap_after_dedup(kind, entries, list(zip(sources, mixture[kind], strict=True)),
                                             duplicates, mixture.get("seed", 0))
         left_out += over_cap
         if index is not None:
-            entries, hits = decontaminate_rows(entries, index, text_of=lambda e: row_text(e["row"]), workers=workers,
-                                               label=f"{kind}: decontaminate")
-            left_out += [removed(h["row"], kind, "decontaminate", f"overlaps {h['task']} item {h['item_id']}",
-                                 overlap=h["overlap"]) for h in hits]
+            left_out += [removed(e, kind, "decontaminate", f"overlaps {e['match'].task} item {e['match'].item_id}",
+                                 overlap=e["match"].overlap) for e in entries if e["match"] is not None]
+            entries = [e for e in entries if e["match"] is None]
         tokens, limit = None, mixture.get("sequence_len")
         if tokenizer is not None:
-            lengths, sampled = measure_lengths([e["row"] for e in entries], tokenizer, workers, limit,
-                                               label=f"{kind}: token lengths")  # None: a row known to fit
+            needed, sampled = choose([e["rendered"] for e in entries], tokenizer, limit)
+            lengths = encode_rows([e["line"] for e in entries], needed, tokenizer, workers,
+                                  label=f"{kind}: token lengths", parse=True)  # None: a row known to fit
             tokens = token_stats(lengths, tokenizer, limit, sampled)
             if limit:  # Axolotl would drop these silently; leave them out here, with the reason
                 left_out += [removed(e, kind, "length", f"{n} tokens is over sequence_len {limit}")
@@ -185,7 +202,7 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None, wo
         train, validation = split(entries, mixture.get("validation_fraction", 0.0), mixture.get("seed", 0))
         outputs = {}
         for name, part in ((f"{kind}.jsonl", train), (f"{kind}.validation.jsonl", validation)):
-            write_jsonl_atomic(out / name, [e["row"] for e in part])
+            write_lines_atomic(out / name, [e["line"] for e in part])
             outputs[name] = {"sha256": sha256_file(out / name), "rows": len(part)}
         manifest["kinds"][kind] = {"sources": count_sources(sources, entries, left_out), "outputs": outputs}
         if tokens is not None:

@@ -34,35 +34,56 @@ def reject_record(source: str, raw: RawRow, reason: str) -> dict[str, Any]:
 
 def convert_input(module: ModuleType, spec: str, system: str | None) -> tuple[list[dict], list[dict], dict]:
     """Kept entries ({"row", "origin"}), rejects and the input's record (hash, counts, facts) for one input."""
-    raws = list(read_rows(spec))
-    parsed = [raw.record for raw in raws if raw.error is None]
-    try:
-        facts = module.inspect(parsed) if hasattr(module, "inspect") else {}
-    except SystemExit as err:
-        raise SystemExit(f"{spec}: {err}") from err
+    raws, facts = read_input(module, spec)
     kept, rejects = [], []
     for raw in track(raws, f"{module.NAME}: convert {Path(spec).name}"):
-        if raw.error is not None:
-            rejects.append(reject_record(module.NAME, raw, raw.error))
-            continue
-        try:
-            if not isinstance(raw.record, dict):
-                raise Reject(f"row is a JSON {type(raw.record).__name__}, not an object")
-            row = module.convert(raw.record, system, **facts)
-            kept.append({"row": row, "origin": {"source": module.NAME, "file": raw.file, "where": raw.where}})
-        except Reject as err:
-            rejects.append(reject_record(module.NAME, raw, str(err)))
+        outcome = convert_one(module, raw, system, facts)
+        if isinstance(outcome, str):
+            rejects.append(reject_record(module.NAME, raw, outcome))
+        else:
+            kept.append({"row": outcome, "origin": {"source": module.NAME, "file": raw.file, "where": raw.where}})
+    return kept, rejects, input_record(spec, len(raws), len(kept), rejects, facts)
+
+
+def read_input(module: ModuleType, spec: str, parse: bool = True) -> tuple[list[RawRow], dict[str, Any]]:
+    """The rows of one input and the converter's file-level facts (``inspect``).
+
+    ``parse=False`` leaves JSONL lines unparsed (``readers.parsed``) unless the converter inspects the file.
+    """
+    raws = list(read_rows(spec, parse or hasattr(module, "inspect")))
+    try:
+        facts = module.inspect([r.record for r in raws if r.error is None]) if hasattr(module, "inspect") else {}
+    except SystemExit as err:
+        raise SystemExit(f"{spec}: {err}") from err
+    return raws, facts
+
+
+def convert_one(module: ModuleType, raw: RawRow, system: str | None, facts: dict[str, Any]) -> dict[str, Any] | str:
+    """The row a parsed source row becomes, or the reason it is rejected."""
+    if raw.error is not None:
+        return raw.error
+    try:
+        if not isinstance(raw.record, dict):
+            raise Reject(f"row is a JSON {type(raw.record).__name__}, not an object")
+        return module.convert(raw.record, system, **facts)
+    except Reject as err:
+        return str(err)
+
+
+def input_record(spec: str, rows: int, kept: int, rejects: list[dict[str, Any]], facts: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """What the manifest says of one input: where, its hash, rows in = kept + rejected, reasons, facts."""
     record = {
         "path": spec,
         "sha256": None if spec.startswith(HUB_PREFIX) else sha256_file(Path(spec)),
-        "rows": len(raws),
-        "kept": len(kept),
+        "rows": rows,
+        "kept": kept,
         "rejected": len(rejects),
         "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items())),
         "facts": facts,
     }
     assert record["rows"] == record["kept"] + record["rejected"], record
-    return kept, rejects, record
+    return record
 
 
 def check_reject_rate(source: str, records: list[dict[str, Any]], max_reject_rate: float, outcome: str) -> None:

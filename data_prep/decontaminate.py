@@ -255,7 +255,11 @@ class BenchmarkIndex:
         The item is the one that most of the shared keys come from (a key several items have counts for
         the first of them), and the overlap shown is the first of its keys in ``text``.
         """
-        found = self.shared_keys(words(text))
+        return self.match_words(words(text), threshold)
+
+    def match_words(self, tokens: list[bytes], threshold: int = DEFAULT_THRESHOLD) -> Match | None:
+        """``match`` of a text's normalised words (``words``)."""
+        found = self.shared_keys(tokens)
         if not found or len(found) < threshold:
             return None
         counts = Counter(self.keys[key] for key in found)
@@ -291,12 +295,17 @@ def read_benchmark_items(files: dict[str, Path]) -> Iterable[tuple[str, Any, lis
 
 def row_text(row: dict[str, Any]) -> str:
     """The text checked for a chat row: every user and assistant content, then chosen and rejected, one per line."""
+    return "\n".join(turn["content"] for turn in row_turns(row))
+
+
+def row_turns(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The turns of ``row_text``: user and assistant messages, then chosen and rejected, each with text content."""
     messages = row.get("messages")
     if not isinstance(messages, list):
         raise ValueError("row has no 'messages' list")
     turns = [m for m in messages if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
     turns += [row[side] for side in ("chosen", "rejected") if isinstance(row.get(side), dict)]
-    return "\n".join(turn["content"] for turn in turns if isinstance(turn.get("content"), str))
+    return [turn for turn in turns if isinstance(turn.get("content"), str)]
 
 
 def decontaminate_rows(rows: Iterable[dict[str, Any]], index: BenchmarkIndex,

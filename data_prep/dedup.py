@@ -15,14 +15,13 @@ themselves.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
-from data_prep.decontaminate import row_text, words
+from data_prep.decontaminate import row_turns, words
 from data_prep.parallel import map_chunks
 
 NEAR_THRESHOLD = 0.8   # estimated Jaccard similarity of prompt shingles
@@ -39,9 +38,29 @@ def prompt_text(row: dict[str, Any]) -> str:
     return "\n".join(m["content"] for m in row["messages"] if m["role"] == "user")
 
 
+def row_words(row: dict[str, Any]) -> tuple[list[bytes], list[bytes]]:
+    """``words(row_text(row))`` and ``words(prompt_text(row))``, each turn normalised once.
+
+    ``words`` maps each character on its own after NFKC, and the newline that joins turns is a starter
+    that composes with nothing, so the words of joined turns are each turn's words one after the other.
+    """
+    text: list[bytes] = []
+    prompt: list[bytes] = []
+    for turn in row_turns(row):
+        found = words(turn["content"])
+        text += found
+        if turn["role"] == "user" and turn is not row.get("chosen") and turn is not row.get("rejected"):
+            prompt += found
+    return text, prompt
+
+
 def shingles(text: str) -> set[bytes]:
     """The word 5-grams of normalised text (the whole text when it is shorter)."""
-    tokens = words(text)
+    return word_shingles(words(text))
+
+
+def word_shingles(tokens: list[bytes]) -> set[bytes]:
+    """The 5-grams of normalised words (all of them when there are fewer)."""
     return {b" ".join(tokens[i : i + SHINGLE_WORDS]) for i in range(max(1, len(tokens) - SHINGLE_WORDS + 1))}
 
 
@@ -64,10 +83,17 @@ def permutations() -> tuple[np.ndarray, np.ndarray]:
 
 def signatures(texts: list[str]) -> np.ndarray:
     """The MinHash signature of each text's shingles, as a (rows, NUM_PERM) uint32 array."""
+    return shingle_signatures([shingles(text) for text in texts])
+
+
+def shingle_signatures(rows: list[set[bytes]]) -> np.ndarray:
+    """The MinHash signature of each set of shingles, as a (rows, NUM_PERM) uint32 array."""
+    if not rows:
+        return np.empty((0, NUM_PERM), dtype=np.uint32)
     hashed, starts = [], []
-    for text in texts:
+    for found in rows:
         starts.append(len(hashed))
-        hashed += [hashlib.sha1(s).digest()[:4] for s in shingles(text)]  # datasketch's sha1_hash32
+        hashed += [hashlib.sha1(s).digest()[:4] for s in found]  # datasketch's sha1_hash32
     values = np.frombuffer(b"".join(hashed), dtype="<u4").astype(np.uint32)
     s1, m1, s2, m2, s3 = FMIX
     values = values ^ (values >> s1)
@@ -80,10 +106,17 @@ def signatures(texts: list[str]) -> np.ndarray:
     return np.ascontiguousarray(np.minimum.reduceat(permuted, np.array(starts, dtype=np.intp), axis=1).T)
 
 
-def features(chunk: list[tuple[str, str]]) -> tuple[list[bytes], np.ndarray]:
-    """For (row text, prompt) pairs: the digests of the normalised row texts and the prompts' signatures."""
-    digests = [hashlib.sha256(b" ".join(words(text))).digest() for text, _ in chunk]
-    return digests, signatures([prompt for _, prompt in chunk])
+def features(rows: list[dict[str, Any]]) -> tuple[list[bytes], np.ndarray, list[list[bytes]]]:
+    """For rows: the digests of their normalised texts, their prompts' signatures, and their texts' words."""
+    found = [row_words(row) for row in rows]
+    digests = [hashlib.sha256(b" ".join(text)).digest() for text, _ in found]
+    return digests, shingle_signatures([word_shingles(prompt) for _, prompt in found]), [text for text, _ in found]
+
+
+def chunk_features(rows: list[dict[str, Any]]) -> tuple[list[bytes], np.ndarray]:
+    """``features`` of a chunk, less the words (a worker's answer to ``dedup``)."""
+    digests, matrix, _ = features(rows)
+    return digests, matrix
 
 
 def band_hashes(matrix: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:
@@ -111,15 +144,20 @@ def dedup(entries: list[dict[str, Any]], near_threshold: float = NEAR_THRESHOLD,
     """Split ``entries`` ({"row", "origin"}) into kept ones and removed ones with the reason and the original.
 
     ``label`` names the step in the progress bar."""
-    ranges = MinHashLSH(threshold=near_threshold, num_perm=NUM_PERM, weights=LSH_WEIGHTS).hashranges
-    texts: Iterator[tuple[str, str]] = ((row_text(e["row"]), prompt_text(e["row"])) for e in entries)
     digests: list[bytes] = []
     matrix = np.empty((len(entries), NUM_PERM), dtype=np.uint32)
-    for part_digests, part_signatures in map_chunks(features, texts, len(entries), workers, label=label):
+    rows = (e["row"] for e in entries)
+    for part_digests, part_signatures in map_chunks(chunk_features, rows, len(entries), workers, label=label):
         matrix[len(digests):len(digests) + len(part_digests)] = part_signatures
         digests += part_digests
-    shared = banded(band_hashes(matrix, ranges))  # a 64-bit hash per band finds the rows worth a closer look
+    return decide(entries, digests, matrix, near_threshold)
 
+
+def decide(entries: list[dict[str, Any]], digests: list[bytes], matrix: np.ndarray,
+           near_threshold: float = NEAR_THRESHOLD) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``dedup`` given each entry's digest and signature (``features``): kept entries, removed ones."""
+    ranges = MinHashLSH(threshold=near_threshold, num_perm=NUM_PERM, weights=LSH_WEIGHTS).hashranges
+    shared = banded(band_hashes(matrix, ranges))  # a 64-bit hash per band finds the rows worth a closer look
     seen: dict[bytes, int] = {}
     tables: list[dict[bytes, list[int]]] = [{} for _ in ranges]
     kept, removed = [], []

@@ -26,6 +26,12 @@ class RawRow:
     where: str
     record: Any
     error: str | None = None
+    line: str | None = None  # a JSONL line read but not parsed yet (``parsed`` parses it)
+
+
+def parsed(raw: RawRow) -> RawRow:
+    """``raw`` with its JSONL line parsed, where it was read unparsed (``read_rows(..., parse=False)``)."""
+    return raw if raw.line is None else parse_line(raw.file, raw.where, raw.line)
 
 
 def parse_hub_spec(spec: str) -> tuple[str, str, str]:
@@ -51,12 +57,16 @@ def read_hub(spec: str) -> Iterator[RawRow]:
         yield RawRow(spec, f"index {index}", record)
 
 
-def read_jsonl(path: Path) -> Iterator[RawRow]:
-    """Rows of a JSONL file; blank lines are skipped, malformed lines are rows with an error."""
+def read_jsonl(path: Path, parse: bool = True) -> Iterator[RawRow]:
+    """Rows of a JSONL file; blank lines are skipped, malformed lines are rows with an error.
+
+    ``parse=False`` leaves each line to be parsed later (``parsed``), in a worker process for instance.
+    """
     with open(path, encoding="utf-8-sig", errors="surrogateescape") as handle:
         for number, line in enumerate(handle, start=1):
             if line.strip():
-                yield parse_line(str(path), f"line {number}", line)
+                yield parse_line(str(path), f"line {number}", line) if parse else \
+                    RawRow(str(path), f"line {number}", None, line=line)
 
 
 def parse_line(file: str, where: str, line: str) -> RawRow:
@@ -127,8 +137,11 @@ def read_parquet(path: Path) -> Iterator[RawRow]:
         yield RawRow(str(path), f"index {index}", record)
 
 
-def read_rows(spec: str) -> Iterator[RawRow]:
-    """Rows of one input: a local file by its suffix, or ``hub:ORG/NAME@REVISION[:[CONFIG/]SPLIT]``."""
+def read_rows(spec: str, parse: bool = True) -> Iterator[RawRow]:
+    """Rows of one input: a local file by its suffix, or ``hub:ORG/NAME@REVISION[:[CONFIG/]SPLIT]``.
+
+    ``parse=False``: JSONL lines are left unparsed (``parsed``); other formats are parsed as they are read.
+    """
     if spec.startswith(HUB_PREFIX):
         return read_hub(spec)
     path = Path(spec)
@@ -137,4 +150,4 @@ def read_rows(spec: str) -> Iterator[RawRow]:
     readers = {".jsonl": read_jsonl, ".json": read_json, ".parquet": read_parquet}
     if path.suffix not in readers:
         raise SystemExit(f"{spec}: unknown file type {path.suffix!r}; expected .jsonl, .json or .parquet")
-    return readers[path.suffix](path)
+    return read_jsonl(path, parse) if path.suffix == ".jsonl" else readers[path.suffix](path)

@@ -10,8 +10,9 @@ Two savings keep this cheap on large mixtures, both exact where it matters:
   text hashes into a fixed fraction (the same rows on every rebuild and for any worker count), and the
   manifest says so (``sampled``).
 
-The tokenizer is loaded from ``tokenizer.json`` with the ``tokenizers`` library and the chat template is
-compiled by transformers' own chat-template compiler, without importing torch or the tokenizer classes
+The tokenizer is loaded from ``tokenizer.json`` with the ``tokenizers`` library. Llama-3's chat template is
+rendered in plain Python (data_prep/templates.py); others are compiled by transformers' own chat-template
+compiler, without importing torch or the tokenizer classes
 (seconds); folders this does not cover are loaded with ``AutoTokenizer``.
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.parallel import SHARED, map_chunks
+from data_prep.templates import plain_renderer
 
 PERCENTILES = (50, 90, 99, 100)
 SAMPLE_ROWS = 10_000  # ours: percentiles over about this many rows (p99 from about 100 above it)
@@ -43,6 +45,9 @@ class ChatTokenizer:
     special: dict[str, str]  # bos_token, eos_token, ...: the names the template may use
 
     def render(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+        plain = plain_renderer(self.template, self.special)
+        if plain is not None:
+            return [plain(chat) for chat in conversations]
         compiled = compile_template(self.template)
         return [compiled.render(messages=chat, tools=None, documents=None, add_generation_prompt=False,
                                 **self.special) for chat in conversations]
@@ -78,9 +83,10 @@ def load_tokenizer(path: Path) -> ChatTokenizer:
             config.get("tokenizer_class") in FAST_CLASSES and not (folder / "special_tokens_map.json").exists():
         import tokenizers
 
-        compile_template(template)  # here, so that forked workers inherit it compiled
-        return ChatTokenizer(tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json")), template,
-                             {k: v for k, v in special.items() if isinstance(v, str)})
+        special = {k: v for k, v in special.items() if isinstance(v, str)}
+        if plain_renderer(template, special) is None:
+            compile_template(template)  # here, so that forked workers inherit it compiled
+        return ChatTokenizer(tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json")), template, special)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -121,42 +127,79 @@ def measure_lengths(rows: list[dict[str, Any]], tokenizer_path: Path, workers: i
     ``sequence_len`` (or the tokenizer is not byte-level BPE): a None is a row known to fit.
     ``label`` names the step in the progress bar.
     """
-    tokenizer = load_tokenizer(tokenizer_path)  # here, so that forked workers inherit it loaded
-    fraction = min(1.0, SAMPLE_ROWS / len(rows)) if sample and rows else 1.0
-    shared = {"tokenizer": tokenizer_path, "sequence_len": sequence_len, "threshold": int(fraction * 2**64),
-              "bound": sample and tokens_at_most_bytes(tokenizer.backend)}
-    lengths: list[int | None] = []
-    sampled: list[bool] = []
-    for part_lengths, part_sampled in map_chunks(chunk_lengths, rows, len(rows), workers, shared=shared, label=label):
-        lengths += part_lengths
-        sampled += part_sampled
-    return lengths, sampled
+    load_tokenizer(tokenizer_path)  # here, so that forked workers inherit it loaded
+    shared = {"tokenizer": tokenizer_path}
+    facts = [f for part in map_chunks(chunk_rendered, rows, len(rows), workers, shared=shared) for f in part]
+    needed, sampled = choose(facts, tokenizer_path, sequence_len, sample)
+    return encode_rows(rows, needed, tokenizer_path, workers, label), sampled
 
 
-def chunk_lengths(rows: list[dict[str, Any]]) -> tuple[list[int | None], list[bool]]:
-    """``measure_lengths`` of a chunk: each conversation rendered once, the needed ones encoded in one batch."""
-    tokenizer, limit, bound = load_tokenizer(SHARED["tokenizer"]), SHARED["sequence_len"], SHARED["bound"]
-    owners, conversations = [], []
-    for number, row in enumerate(rows):
-        for side in [side for side in ("chosen", "rejected") if side in row] or ["chosen"]:
-            owners.append(number)
-            conversations.append(conversation(row, side))
-    if not conversations:
-        return [], []
-    texts = tokenizer.render(conversations)
-    row_texts: list[list[str]] = [[] for _ in rows]
-    for number, text in zip(owners, texts, strict=True):
-        row_texts[number].append(text)
-    sampled = [SHARED["threshold"] >= 2**64 or int.from_bytes(
-        hashlib.blake2b("\0".join(mine).encode(), digest_size=8).digest(), "little") < SHARED["threshold"]
-               for mine in row_texts]
-    needed = [chosen or not bound or (limit is not None and max(len(t.encode()) for t in mine) > limit)
-              for chosen, mine in zip(sampled, row_texts, strict=True)]
-    pick = [at for at, number in enumerate(owners) if needed[number]]
-    lengths: list[int | None] = [0 if need else None for need in needed]
-    for at, length in zip(pick, encoded_lengths(tokenizer, [texts[at] for at in pick]), strict=True):
-        lengths[owners[at]] = max(lengths[owners[at]], length)
-    return lengths, sampled
+def rendered(rows: list[dict[str, Any]], tokenizer: ChatTokenizer) -> list[tuple[int, int]]:
+    """For each row, the UTF-8 bytes of its longest rendered conversation and a 64-bit hash of them all."""
+    facts = []
+    for texts in render_rows(rows, tokenizer):
+        digest = hashlib.blake2b("\0".join(texts).encode(), digest_size=8).digest()
+        facts.append((max(len(text.encode()) for text in texts), int.from_bytes(digest, "little")))
+    return facts
+
+
+def render_rows(rows: list[dict[str, Any]], tokenizer: ChatTokenizer) -> list[list[str]]:
+    """Each row's conversations (both sides of a DPO row) rendered by the chat template, in one call."""
+    counts = [len(sides(row)) for row in rows]
+    texts = iter(tokenizer.render([conversation(row, side) for row in rows for side in sides(row)]))
+    return [[next(texts) for _ in range(count)] for count in counts]
+
+
+def chunk_rendered(rows: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """``rendered`` in a worker, with the tokenizer path in ``SHARED``."""
+    return rendered(rows, load_tokenizer(SHARED["tokenizer"]))
+
+
+def sides(row: dict[str, Any]) -> list[str]:
+    """The answers a row trains on: chosen and rejected for DPO rows, else the conversation itself."""
+    return [side for side in ("chosen", "rejected") if side in row] or ["chosen"]
+
+
+def choose(facts: list[tuple[int, int]], tokenizer_path: Path, sequence_len: int | None, sample: bool = True
+           ) -> tuple[list[bool], list[bool]]:
+    """From each row's ``rendered`` facts: whether it must be encoded, and whether it is in the percentile sample.
+
+    Up to ``SAMPLE_ROWS`` rows all are sampled; above, the rows whose hash falls in the fraction
+    ``SAMPLE_ROWS / rows``. A row is encoded when sampled, when the tokenizer may give more tokens than
+    bytes, or when its text has more bytes than ``sequence_len``.
+    """
+    fraction = min(1.0, SAMPLE_ROWS / len(facts)) if sample and facts else 1.0
+    threshold = int(fraction * 2**64)
+    sampled = [threshold >= 2**64 or digest < threshold for _, digest in facts]
+    bound = sample and tokens_at_most_bytes(load_tokenizer(tokenizer_path).backend)
+    needed = [chosen or not bound or (sequence_len is not None and size > sequence_len)
+              for chosen, (size, _) in zip(sampled, facts, strict=True)]
+    return needed, sampled
+
+
+def encode_rows(rows: list[Any], needed: list[bool], tokenizer_path: Path, workers: int | None = 1,
+                label: str | None = None, parse: bool = False) -> list[int | None]:
+    """The token length of each needed row (for DPO rows, the longer side), None for the others.
+
+    ``parse``: the rows are their JSON lines. ``label`` names the step in the progress bar.
+    """
+    load_tokenizer(tokenizer_path)
+    pick = [at for at, need in enumerate(needed) if need]
+    lengths: list[int | None] = [None] * len(rows)
+    parts = map_chunks(chunk_encoded, (rows[at] for at in pick), len(pick), workers,
+                       shared={"tokenizer": tokenizer_path, "parse": parse}, label=label)
+    for at, length in zip(pick, (n for part in parts for n in part), strict=True):
+        lengths[at] = length
+    return lengths
+
+
+def chunk_encoded(rows: list[Any]) -> list[int]:
+    """In a worker: each row's length in tokens (the longer side), the chunk's texts encoded in one batch."""
+    tokenizer = load_tokenizer(SHARED["tokenizer"])
+    rows = [json.loads(row) for row in rows] if SHARED["parse"] else rows
+    per_row = render_rows(rows, tokenizer)
+    lengths = iter(encoded_lengths(tokenizer, [text for texts in per_row for text in texts]))
+    return [max(next(lengths) for _ in texts) for texts in per_row]
 
 
 def encoded_lengths(tokenizer: ChatTokenizer, texts: list[str]) -> list[int]:

@@ -50,9 +50,17 @@ def test_a_source_losing_most_rows_stops_the_build(tmp_path):
     def wrong_converter(mixture):
         mixture["sft"] = [{"source": "alpaca", "inputs": [str(ROOT / "data_prep/samples/medmcqa.synthetic.jsonl")]}]
         mixture.pop("dpo")
+        mixture.pop("tokenizer")
 
     with pytest.raises(SystemExit, match="alpaca: more than 50% of rows rejected"):
         build(changed_mixture(tmp_path, wrong_converter), tmp_path / "out")
+
+
+def test_a_tokenizer_that_cannot_be_loaded_stops_the_build_in_one_line_before_any_work(tmp_path):
+    with pytest.raises(SystemExit, match=r"tokenizer .*missing cannot be loaded: .*make model") as stopped:
+        build(changed_mixture(tmp_path, lambda mixture: mixture.update(tokenizer=str(tmp_path / "missing"))),
+              tmp_path / "out")
+    assert "\n" not in str(stopped.value) and not list((tmp_path / "out").iterdir())
 
 
 def test_planted_repeat_and_benchmark_leaks_are_removed(built):

@@ -14,6 +14,7 @@ from helpers import DPO_DATA, ROOT, SFT_DATA, read_jsonl
 
 from data_prep import tokens
 from data_prep.build import build
+from data_prep.templates import LLAMA3_CHAT_TEMPLATE, plain_renderer
 from data_prep.tokens import conversation, load_tokenizer, measure_lengths, token_stats, tokens_at_most_bytes
 
 SMOLLM2 = ROOT / "models/smollm2-135m-instruct"
@@ -52,10 +53,25 @@ def test_the_light_loader_leaves_torch_and_the_tokenizer_classes_unimported(tiny
     code = ("import sys; from data_prep.tokens import load_tokenizer; "
             f"t = load_tokenizer({str(tiny_llama3)!r}); t.render([[{{'role': 'user', 'content': 'hi'}}]]); "
             "print(type(t.backend).__module__, 'torch' in sys.modules, "
-            "'transformers.tokenization_utils_base' in sys.modules)")
+            "'transformers.tokenization_utils_base' in sys.modules, 'transformers' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["tokenizers", "False", "False"]
+    assert done.stdout.split() == ["tokenizers", "False", "False", "False"]  # Llama-3's template needs no jinja2
+
+
+def test_llama3s_template_in_python_renders_what_jinja2_renders():
+    special = {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}
+    plain = plain_renderer(LLAMA3_CHAT_TEMPLATE, special)
+    assert plain is not None
+    compiled = tokens.compile_template(LLAMA3_CHAT_TEMPLATE)
+    spaces = "\u2028\x85\u3000\x1c\t\r\n\v\f\u00a0"
+    chats = [*conversations(), [], [{"role": "system", "content": f"{spaces}sys{spaces}"}],
+             [{"role": "user", "content": f"{text}{spaces}"} for text in ODD_TEXTS]]
+    for chat in chats:
+        assert plain(chat) == compiled.render(messages=chat, tools=None, documents=None, add_generation_prompt=False,
+                                              **special), chat
+    assert plain_renderer(LLAMA3_CHAT_TEMPLATE + " ", special) is None  # any other text: jinja2
+    assert plain_renderer(LLAMA3_CHAT_TEMPLATE, {"eos_token": "<|eot_id|>"}) is None  # no BOS: jinja2 decides
 
 
 def test_no_text_has_more_tokens_than_bytes_with_a_byte_level_bpe(tiny_llama3):
