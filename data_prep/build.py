@@ -36,7 +36,7 @@ from data_prep.parallel import default_workers
 from data_prep.rowpass import Converted, convert_rows
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
-from data_prep.tokens import choose, encode_rows, load_tokenizer, token_stats
+from data_prep.tokens import choose, finish, load_tokenizer, token_stats
 
 MIXTURE_KEYS = {"name", "version", "seed", "system_prompt", "validation_fraction", "max_reject_rate",
                 "near_duplicate_threshold", "decontaminate", "tokenizer", "sequence_len", "sft", "dpo"}
@@ -89,8 +89,8 @@ def gather(kind: str, entries: list[dict[str, Any]], mixture: dict[str, Any], in
         if kind != module.KIND:
             raise SystemExit(f"{spec['source']} gives {module.KIND} rows; it cannot go under {kind}")
         inputs += [(spec["source"], str(path), number) for path in spec["inputs"]]
-    converted = convert_rows(inputs, system_prompt(mixture), index, tokenizer, workers,
-                             label=f"{kind}: convert, dedup, decontaminate")
+    converted = convert_rows(inputs, system_prompt(mixture), index, tokenizer, mixture.get("sequence_len"), workers,
+                             label=f"{kind}: convert, dedup, decontaminate" + (", token lengths" if tokenizer else ""))
     records, at = [], 0
     for number, spec in enumerate(entries):
         mine = converted.inputs[at:at + len(spec["inputs"])]
@@ -176,6 +176,7 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None, wo
     for kind in KINDS:
         if not mixture.get(kind):
             continue
+        limit = mixture.get("sequence_len")
         converted, sources = gather(kind, mixture[kind], mixture, index, tokenizer, workers)
         left_out = [{"kind": kind, "stage": "convert", **r} for r in converted.rejects]
         entries, duplicates = decide(converted.entries, converted.digests, converted.matrix,
@@ -189,11 +190,11 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None, wo
             left_out += [removed(e, kind, "decontaminate", f"overlaps {e['match'].task} item {e['match'].item_id}",
                                  overlap=e["match"].overlap) for e in entries if e["match"] is not None]
             entries = [e for e in entries if e["match"] is None]
-        tokens, limit = None, mixture.get("sequence_len")
+        tokens = None
         if tokenizer is not None:
-            needed, sampled = choose([e["rendered"] for e in entries], tokenizer, limit)
-            lengths = encode_rows([e["line"] for e in entries], needed, tokenizer, workers,
-                                  label=f"{kind}: token lengths", parse=True)  # None: a row known to fit
+            facts = finish([e["line"] for e in entries], [e["measured"] for e in entries], tokenizer, limit,
+                           workers, label=f"{kind}: token lengths, the rest of the sample")
+            lengths, sampled = choose(facts, tokenizer, limit)  # None: a row known to fit
             tokens = token_stats(lengths, tokenizer, limit, sampled)
             if limit:  # Axolotl would drop these silently; leave them out here, with the reason
                 left_out += [removed(e, kind, "length", f"{n} tokens is over sequence_len {limit}")

@@ -127,20 +127,50 @@ def measure_lengths(rows: list[dict[str, Any]], tokenizer_path: Path, workers: i
     ``sequence_len`` (or the tokenizer is not byte-level BPE): a None is a row known to fit.
     ``label`` names the step in the progress bar.
     """
-    load_tokenizer(tokenizer_path)  # here, so that forked workers inherit it loaded
-    shared = {"tokenizer": tokenizer_path}
-    facts = [f for part in map_chunks(chunk_rendered, rows, len(rows), workers, shared=shared) for f in part]
-    needed, sampled = choose(facts, tokenizer_path, sequence_len, sample)
-    return encode_rows(rows, needed, tokenizer_path, workers, label), sampled
+    shared = {"tokenizer": tokenizer_path, "wanted": wanted(tokenizer_path, len(rows), sequence_len, sample)}
+    facts = [f for part in map_chunks(chunk_measured, rows, len(rows), workers, shared=shared, label=label)
+             for f in part]
+    lengths, sampled = choose(facts, tokenizer_path, sequence_len, sample)
+    return lengths, sampled
 
 
-def rendered(rows: list[dict[str, Any]], tokenizer: ChatTokenizer) -> list[tuple[int, int]]:
-    """For each row, the UTF-8 bytes of its longest rendered conversation and a 64-bit hash of them all."""
-    facts = []
-    for texts in render_rows(rows, tokenizer):
-        digest = hashlib.blake2b("\0".join(texts).encode(), digest_size=8).digest()
-        facts.append((max(len(text.encode()) for text in texts), int.from_bytes(digest, "little")))
-    return facts
+Measured = tuple[int, int, int | None]  # (UTF-8 bytes of the longest rendered side, 64-bit hash, tokens or None)
+
+
+def wanted(tokenizer_path: Path, rows: int, sequence_len: int | None, sample: bool = True
+           ) -> tuple[int, int | None, bool]:
+    """What ``measured`` encodes for a set of at most ``rows`` rows: (hash threshold, byte limit, byte bound).
+
+    A row is sampled for the percentiles when its hash is under the threshold, ``SAMPLE_ROWS / rows`` of
+    the hash range (all of it up to ``SAMPLE_ROWS`` rows); fewer rows later only raise the threshold.
+    """
+    fraction = min(1.0, SAMPLE_ROWS / rows) if sample and rows else 1.0
+    return int(fraction * 2**64), sequence_len, sample and byte_bound(tokenizer_path)
+
+
+@lru_cache(maxsize=4)
+def byte_bound(tokenizer_path: Path) -> bool:
+    """``tokens_at_most_bytes`` of the tokenizer at ``tokenizer_path``, worked out once."""
+    return tokens_at_most_bytes(load_tokenizer(tokenizer_path).backend)
+
+
+def measured(rows: list[dict[str, Any]], tokenizer: ChatTokenizer, want: tuple[int, int | None, bool]
+             ) -> list[Measured]:
+    """For each row: the UTF-8 bytes of its longest rendered conversation, a 64-bit hash of them all, and its
+    length in tokens (the longer side) where ``want`` (``wanted``) asks for it now, else None.
+
+    Each conversation is rendered once; the texts to encode are encoded in one batch.
+    """
+    threshold, limit, bound = want
+    per_row = render_rows(rows, tokenizer)
+    facts = [(max(len(text.encode()) for text in texts),
+              int.from_bytes(hashlib.blake2b("\0".join(texts).encode(), digest_size=8).digest(), "little"))
+             for texts in per_row]
+    now = [digest < threshold or not bound or (limit is not None and size > limit) for size, digest in facts]
+    lengths = iter(encoded_lengths(tokenizer, [text for texts, n in zip(per_row, now, strict=True) if n
+                                               for text in texts]))
+    return [(size, digest, max(next(lengths) for _ in texts) if n else None)
+            for (size, digest), texts, n in zip(facts, per_row, now, strict=True)]
 
 
 def render_rows(rows: list[dict[str, Any]], tokenizer: ChatTokenizer) -> list[list[str]]:
@@ -150,9 +180,10 @@ def render_rows(rows: list[dict[str, Any]], tokenizer: ChatTokenizer) -> list[li
     return [[next(texts) for _ in range(count)] for count in counts]
 
 
-def chunk_rendered(rows: list[dict[str, Any]]) -> list[tuple[int, int]]:
-    """``rendered`` in a worker, with the tokenizer path in ``SHARED``."""
-    return rendered(rows, load_tokenizer(SHARED["tokenizer"]))
+def chunk_measured(rows: list[Any]) -> list[Measured]:
+    """``measured`` in a worker, with the tokenizer path and ``wanted`` in ``SHARED``; rows may be JSON lines."""
+    rows = [json.loads(row) if isinstance(row, str) else row for row in rows]
+    return measured(rows, load_tokenizer(SHARED["tokenizer"]), SHARED["wanted"])
 
 
 def sides(row: dict[str, Any]) -> list[str]:
@@ -160,46 +191,42 @@ def sides(row: dict[str, Any]) -> list[str]:
     return [side for side in ("chosen", "rejected") if side in row] or ["chosen"]
 
 
-def choose(facts: list[tuple[int, int]], tokenizer_path: Path, sequence_len: int | None, sample: bool = True
-           ) -> tuple[list[bool], list[bool]]:
-    """From each row's ``rendered`` facts: whether it must be encoded, and whether it is in the percentile sample.
-
-    Up to ``SAMPLE_ROWS`` rows all are sampled; above, the rows whose hash falls in the fraction
-    ``SAMPLE_ROWS / rows``. A row is encoded when sampled, when the tokenizer may give more tokens than
-    bytes, or when its text has more bytes than ``sequence_len``.
+def choose(facts: list[Measured], tokenizer_path: Path, sequence_len: int | None, sample: bool = True
+           ) -> tuple[list[int | None], list[bool]]:
+    """From the rows' ``measured`` facts: each row's length where it is needed (else None), and whether it is
+    in the percentile sample. Rows needed but not yet encoded go to ``finish`` first (``missing``).
     """
-    fraction = min(1.0, SAMPLE_ROWS / len(facts)) if sample and facts else 1.0
-    threshold = int(fraction * 2**64)
-    sampled = [threshold >= 2**64 or digest < threshold for _, digest in facts]
-    bound = sample and tokens_at_most_bytes(load_tokenizer(tokenizer_path).backend)
-    needed = [chosen or not bound or (sequence_len is not None and size > sequence_len)
-              for chosen, (size, _) in zip(sampled, facts, strict=True)]
-    return needed, sampled
+    threshold, limit, bound = wanted(tokenizer_path, len(facts), sequence_len, sample)
+    sampled = [digest < threshold for _, digest, _ in facts]
+    needed = [chosen or not bound or (limit is not None and size > limit)
+              for chosen, (size, _, _) in zip(sampled, facts, strict=True)]
+    lengths = [length if need else None for need, (_, _, length) in zip(needed, facts, strict=True)]
+    if any(need and length is None for need, length in zip(needed, lengths, strict=True)):
+        raise ValueError("some needed rows are not encoded yet: finish() them first")
+    return lengths, sampled
 
 
-def encode_rows(rows: list[Any], needed: list[bool], tokenizer_path: Path, workers: int | None = 1,
-                label: str | None = None, parse: bool = False) -> list[int | None]:
-    """The token length of each needed row (for DPO rows, the longer side), None for the others.
+def missing(facts: list[Measured], tokenizer_path: Path, sequence_len: int | None) -> list[bool]:
+    """Which rows ``choose`` needs encoded that are not yet (a pass over more rows sampled fewer)."""
+    threshold, limit, bound = wanted(tokenizer_path, len(facts), sequence_len)
+    return [length is None and (digest < threshold or not bound or (limit is not None and size > limit))
+            for size, digest, length in facts]
 
-    ``parse``: the rows are their JSON lines. ``label`` names the step in the progress bar.
+
+def finish(lines: list[str], facts: list[Measured], tokenizer_path: Path, sequence_len: int | None,
+           workers: int | None = 1, label: str | None = None) -> list[Measured]:
+    """``facts`` with every row ``choose`` needs encoded: the ``missing`` ones (given as JSON lines) encoded now.
+
+    After dedup and decontamination fewer rows are left than the pass sampled for, so the sample grows a little.
     """
-    load_tokenizer(tokenizer_path)
-    pick = [at for at, need in enumerate(needed) if need]
-    lengths: list[int | None] = [None] * len(rows)
-    parts = map_chunks(chunk_encoded, (rows[at] for at in pick), len(pick), workers,
-                       shared={"tokenizer": tokenizer_path, "parse": parse}, label=label)
-    for at, length in zip(pick, (n for part in parts for n in part), strict=True):
-        lengths[at] = length
-    return lengths
-
-
-def chunk_encoded(rows: list[Any]) -> list[int]:
-    """In a worker: each row's length in tokens (the longer side), the chunk's texts encoded in one batch."""
-    tokenizer = load_tokenizer(SHARED["tokenizer"])
-    rows = [json.loads(row) for row in rows] if SHARED["parse"] else rows
-    per_row = render_rows(rows, tokenizer)
-    lengths = iter(encoded_lengths(tokenizer, [text for texts in per_row for text in texts]))
-    return [max(next(lengths) for _ in texts) for texts in per_row]
+    todo = [at for at, miss in enumerate(missing(facts, tokenizer_path, sequence_len)) if miss]
+    shared = {"tokenizer": tokenizer_path, "wanted": (2**64, None, False)}  # encode every one given
+    parts = map_chunks(chunk_measured, (lines[at] for at in todo), len(todo), workers, shared=shared,
+                       label=label if todo else None)
+    done = list(facts)
+    for at, fact in zip(todo, (f for part in parts for f in part), strict=True):
+        done[at] = fact
+    return done
 
 
 def encoded_lengths(tokenizer: ChatTokenizer, texts: list[str]) -> list[int]:

@@ -79,7 +79,7 @@ def test_build_on_a_terminal_shows_progress_bars_with_a_rate(tmp_path, tiny_llam
     code, output = run_in_pty([sys.executable, "-m", "data_prep", "build", str(MIXTURE), "--out", str(tmp_path),
                                "--tokenizer", str(tiny_llama3)])
     assert code == 0, output[-3000:]
-    for step in ("sft: convert, dedup, decontaminate", "dpo: token lengths"):
+    for step in (f"{kind}: convert, dedup, decontaminate, token lengths" for kind in ("sft", "dpo")):
         bars = [line for line in output.replace("\r", "\n").splitlines() if line.startswith(step)]
         assert bars and "100%|" in bars[-1] and " rows/s]" in bars[-1], (step, bars[-1:])
 
@@ -90,7 +90,8 @@ def test_build_off_a_terminal_prints_a_summary_per_step_and_nothing_with_quiet(t
     assert done.returncode == 0, done.stderr
     summaries = [line.split(":")[0] + ":" + line.split(":")[1] for line in done.stderr.splitlines()
                  if line.endswith(" rows/s)")]
-    assert {"sft: convert, dedup, decontaminate", "dpo: convert, dedup, decontaminate", "sft: token lengths"} <= set(summaries)
+    assert {"sft: convert, dedup, decontaminate, token lengths", "dpo: convert, dedup, decontaminate, token lengths"
+            } <= set(summaries)
     silent = subprocess.run([*command, "--out", str(tmp_path / "b"), "--quiet"], cwd=ROOT, capture_output=True,
                             text=True)
     assert silent.returncode == 0 and "rows/s" not in silent.stderr, silent.stderr
