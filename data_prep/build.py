@@ -32,7 +32,7 @@ from data_prep.coverage import coverage
 from data_prep.decontaminate import BenchmarkIndex, load_index
 from data_prep.dedup import NEAR_THRESHOLD, decide
 from data_prep.mixture import check_mixture
-from data_prep.parallel import default_workers
+from data_prep.parallel import collector_paused, default_workers
 from data_prep.rowpass import Converted, convert_rows
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
@@ -139,7 +139,7 @@ def build(mixture_path: Path, out: Path, tokenizer: Path | None = None, workers:
 
     A build that fails or is interrupted leaves the previous build in ``out`` as it was (``staged_outputs``).
     """
-    with staged_outputs(out, "build", OUTPUTS, "manifest.json") as stage:
+    with staged_outputs(out, "build", OUTPUTS, "manifest.json") as stage, collector_paused():
         return build_files(mixture_path, stage, tokenizer, workers)
 
 

@@ -61,7 +61,9 @@ def shingles(text: str) -> set[bytes]:
 
 def word_shingles(tokens: list[bytes]) -> set[bytes]:
     """The 5-grams of normalised words (all of them when there are fewer)."""
-    return {b" ".join(tokens[i : i + SHINGLE_WORDS]) for i in range(max(1, len(tokens) - SHINGLE_WORDS + 1))}
+    if len(tokens) <= SHINGLE_WORDS:
+        return {b" ".join(tokens)}
+    return set(map(b" ".join, zip(*(tokens[i:] for i in range(SHINGLE_WORDS)), strict=False)))
 
 
 def minhash(text: str) -> MinHash:
@@ -93,7 +95,7 @@ def shingle_signatures(rows: list[set[bytes]]) -> np.ndarray:
     hashed, starts = [], []
     for found in rows:
         starts.append(len(hashed))
-        hashed += [hashlib.sha1(s).digest()[:4] for s in found]  # datasketch's sha1_hash32
+        hashed += [h.digest()[:4] for h in map(hashlib.sha1, found)]  # datasketch's sha1_hash32
     values = np.frombuffer(b"".join(hashed), dtype="<u4").astype(np.uint32)
     s1, m1, s2, m2, s3 = FMIX
     values = values ^ (values >> s1)

@@ -28,6 +28,10 @@ class RawRow:
     error: str | None = None
     line: str | None = None  # a JSONL line read but not parsed yet (``parsed`` parses it)
 
+    def __reduce__(self) -> tuple[type, tuple]:
+        """Pickled as its fields alone: rows go to worker processes by the hundred thousand."""
+        return RawRow, (self.file, self.where, self.record, self.error, self.line)
+
 
 def parsed(raw: RawRow) -> RawRow:
     """``raw`` with its JSONL line parsed, where it was read unparsed (``read_rows(..., parse=False)``)."""

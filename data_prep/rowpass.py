@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from data_prep.convert import convert_one, input_record, read_input, reject_record
-from data_prep.decontaminate import DEFAULT_THRESHOLD, BenchmarkIndex
+from data_prep.decontaminate import DEFAULT_THRESHOLD, BenchmarkIndex, Match
 from data_prep.dedup import NUM_PERM, features
 from data_prep.parallel import SHARED, map_chunks
 from data_prep.readers import RawRow, parsed
@@ -62,22 +62,26 @@ def convert_rows(inputs: list[tuple[str, str, int]], system: str | None, index: 
     kept = [0] * len(inputs)
     rejects: list[list[dict[str, Any]]] = [[] for _ in inputs]
     done = 0
-    for outcomes, signatures in map_chunks(chunk_rows, iter(jobs), len(jobs), workers, shared=shared, label=label):
-        out.matrix[len(out.entries):len(out.entries) + len(signatures)] = signatures
-        for outcome in outcomes:
+    for part in map_chunks(chunk_rows, iter(jobs), len(jobs), workers, shared=shared, label=label):
+        out.matrix[len(out.entries):len(out.entries) + len(part.signatures)] = part.signatures
+        lines = part.lines.split("\n") if part.lines else []
+        measures = part.measured.tolist() if part.measured is not None else [None] * len(lines)
+        at = 0
+        for position in range(len(lines) + len(part.rejects)):
             number, raw = jobs[done]
             jobs[done] = None  # the source row is no longer needed
             done += 1
             name = facts[number][0]
-            if outcome[0] == "reject":
-                _, reason, raw = outcome
+            if position in part.rejects:
+                reason, raw = part.rejects[position]
                 rejects[number].append(reject_record(name, raw, reason))
                 continue
-            _, line, digest, match, fact = outcome
             kept[number] += 1
-            out.digests.append(digest)
+            out.digests.append(part.digests[32 * at:32 * at + 32])
             origin = {"source": name, "file": raw.file, "where": raw.where, "entry": inputs[number][2]}
-            out.entries.append({"line": line, "origin": origin, "match": match, "measured": fact})
+            out.entries.append({"line": lines[at], "origin": origin, "match": part.matches.get(at),
+                                "measured": measures[at] and unpacked(measures[at])})
+            at += 1
     out.matrix = out.matrix[:len(out.entries)]
     for number, (_, spec, _) in enumerate(inputs):
         out.inputs.append(input_record(spec, kept[number] + len(rejects[number]), kept[number], rejects[number],
@@ -86,27 +90,48 @@ def convert_rows(inputs: list[tuple[str, str, int]], system: str | None, index: 
     return out
 
 
-def chunk_rows(jobs: list[Job]) -> tuple[list[tuple], np.ndarray]:
-    """In a worker: each job's outcome, ("reject", reason, parsed row) or ("row", line, digest, match, measured),
-    and the kept rows' signatures."""
+@dataclass
+class Chunk:
+    """A worker's answer for a chunk of jobs, by column (a few large objects pickle faster than many small ones)."""
+
+    rejects: dict[int, tuple[str, RawRow]]  # position in the chunk -> (reason, the parsed source row)
+    lines: str  # the kept rows' JSON lines, joined by newlines (JSON text has none of its own)
+    digests: bytes  # 32 bytes a kept row (dedup.features)
+    signatures: np.ndarray  # (kept rows, NUM_PERM)
+    matches: dict[int, Match]  # kept row -> its benchmark match, for the few that have one
+    measured: np.ndarray | None  # (kept rows, 3) uint64: tokens.measured, tokens NO_LENGTH where not encoded
+
+
+NO_LENGTH = 2**64 - 1
+
+
+def unpacked(measure: list[int]) -> tuple[int, int, int | None]:
+    """A ``Chunk.measured`` row as ``tokens.measured`` gives it."""
+    size, digest, length = measure
+    return size, digest, None if length == NO_LENGTH else length
+
+
+def chunk_rows(jobs: list[Job]) -> Chunk:
+    """In a worker: convert each job's row, or give the reason it is rejected; measure the kept rows."""
     sources, facts, system = load_sources(), SHARED["facts"], SHARED["system"]
-    outcomes: list[tuple] = []
+    rejects: dict[int, tuple[str, RawRow]] = {}
     rows = []
-    for number, raw in jobs:
+    for position, (number, raw) in enumerate(jobs):
         name, found = facts[number]
         raw = parsed(raw)
         row = convert_one(sources[name], raw, system, found)
         if isinstance(row, str):
-            outcomes.append(("reject", row, raw))
+            rejects[position] = (row, raw)
         else:
-            outcomes.append(())
             rows.append(row)
     digests, signatures, texts = features(rows)
     index, tokenizer = SHARED["index"], SHARED["tokenizer"]
-    matches = [index.match_words(text, DEFAULT_THRESHOLD) for text in texts] if index is not None else \
-        [None] * len(rows)
-    facts = measured(rows, load_tokenizer(tokenizer), SHARED["wanted"]) if tokenizer is not None else \
-        [None] * len(rows)
-    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
-    made = iter(zip(["row"] * len(rows), lines, digests, matches, facts, strict=True))
-    return [outcome or next(made) for outcome in outcomes], signatures
+    matches = {at: match for at, text in enumerate(texts)
+               if (match := index.match_words(text, DEFAULT_THRESHOLD)) is not None} if index is not None else {}
+    measures = None
+    if tokenizer is not None:
+        found = measured(rows, load_tokenizer(tokenizer), SHARED["wanted"])
+        measures = np.array([(size, digest, NO_LENGTH if length is None else length) for size, digest, length in found],
+                            dtype=np.uint64).reshape(len(rows), 3)
+    lines = "\n".join([json.dumps(row, ensure_ascii=False) for row in rows])
+    return Chunk(rejects, lines, b"".join(digests), signatures, matches, measures)

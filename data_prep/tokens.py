@@ -31,6 +31,7 @@ from data_prep.templates import plain_renderer
 
 PERCENTILES = (50, 90, 99, 100)
 SAMPLE_ROWS = 10_000  # ours: percentiles over about this many rows (p99 from about 100 above it)
+FORK_ROWS = 2_000  # ours: fewer rows to encode than this are encoded in this process
 FAST_CLASSES = {"TokenizersBackend", "PreTrainedTokenizerFast"}  # tokenizer.json as saved, nothing rebuilt
 SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 PRE_TOKENIZERS_ADDING_NOTHING = {"ByteLevel", "Split", "Digits", "Punctuation", "Sequence"}
@@ -175,20 +176,22 @@ def measured(rows: list[dict[str, Any]], tokenizer: ChatTokenizer, want: tuple[i
 
 def render_rows(rows: list[dict[str, Any]], tokenizer: ChatTokenizer) -> list[list[str]]:
     """Each row's conversations (both sides of a DPO row) rendered by the chat template, in one call."""
-    counts = [len(sides(row)) for row in rows]
-    texts = iter(tokenizer.render([conversation(row, side) for row in rows for side in sides(row)]))
-    return [[next(texts) for _ in range(count)] for count in counts]
+    per_row = [conversations(row) for row in rows]
+    texts = iter(tokenizer.render([chat for chats in per_row for chat in chats]))
+    return [[next(texts) for _ in chats] for chats in per_row]
+
+
+def conversations(row: dict[str, Any]) -> list[list[dict[str, str]]]:
+    """The conversations a row trains on: prompt + chosen and prompt + rejected for DPO rows, else its messages."""
+    if "chosen" not in row and "rejected" not in row:
+        return [row["messages"]]
+    return [conversation(row, side) for side in ("chosen", "rejected") if side in row]
 
 
 def chunk_measured(rows: list[Any]) -> list[Measured]:
     """``measured`` in a worker, with the tokenizer path and ``wanted`` in ``SHARED``; rows may be JSON lines."""
     rows = [json.loads(row) if isinstance(row, str) else row for row in rows]
     return measured(rows, load_tokenizer(SHARED["tokenizer"]), SHARED["wanted"])
-
-
-def sides(row: dict[str, Any]) -> list[str]:
-    """The answers a row trains on: chosen and rejected for DPO rows, else the conversation itself."""
-    return [side for side in ("chosen", "rejected") if side in row] or ["chosen"]
 
 
 def choose(facts: list[Measured], tokenizer_path: Path, sequence_len: int | None, sample: bool = True
@@ -221,6 +224,7 @@ def finish(lines: list[str], facts: list[Measured], tokenizer_path: Path, sequen
     """
     todo = [at for at, miss in enumerate(missing(facts, tokenizer_path, sequence_len)) if miss]
     shared = {"tokenizer": tokenizer_path, "wanted": (2**64, None, False)}  # encode every one given
+    workers = 1 if len(todo) < FORK_ROWS else workers  # a few hundred rows: quicker than starting workers
     parts = map_chunks(chunk_measured, (lines[at] for at in todo), len(todo), workers, shared=shared,
                        label=label if todo else None)
     done = list(facts)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 
 import numpy as np
+from helpers import DPO_DATA, SFT_DATA, read_jsonl
 
-from data_prep.decontaminate import normalize
-from data_prep.dedup import dedup, minhash, signatures
+from data_prep.decontaminate import normalize, row_text, words
+from data_prep.dedup import dedup, minhash, prompt_text, row_words, signatures
 
 
 def entry(user: str, answer: str = "An answer.", where: int = 0) -> dict:
@@ -66,3 +67,18 @@ def test_many_near_duplicates_are_removed_the_same_way_by_any_worker_count():
     assert [e["origin"]["where"] for e in dedup(entries, workers=2)[0]] == [e["origin"]["where"] for e in one[0]]
     reasons = {r["reason"] for r in one[1]}
     assert reasons == {"exact duplicate", "near-duplicate prompt"} and 100 < len(one[0]) < 900
+
+
+def test_a_rows_words_are_the_words_of_its_text_and_of_its_prompt_turn_by_turn():
+    """dedup and decontamination normalise each turn once; the words must be those of the joined texts."""
+    odd = ["e", "\u0301x", "ﬁne", "word-", "-word", "Ⅻ", "x\u200by", "A\u00a0B", "ẞ", "İstanbul", "ǅ", "", " ",
+           "㎏ 5", "\u2028line", "a combining mark\u0301", "中文医学", "x" * 40, "Dose: 2.5mg/kg (max 40 mg)."]
+    rows = [*read_jsonl(SFT_DATA), *read_jsonl(DPO_DATA)]
+    for first, second in zip(odd, odd[1:] + odd[:1], strict=True):
+        turns = [{"role": role, "content": text} for role, text in
+                 (("system", second), ("user", first), ("assistant", second), ("user", second), ("assistant", first))]
+        rows.append({"messages": turns})
+        rows.append({"messages": turns[:4], "chosen": {"role": "assistant", "content": first},
+                     "rejected": {"role": "assistant", "content": second}})
+    for row in rows:
+        assert row_words(row) == (words(row_text(row)), words(prompt_text(row))), row
