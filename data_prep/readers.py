@@ -73,6 +73,12 @@ def read_jsonl(path: Path, parse: bool = True) -> Iterator[RawRow]:
                     RawRow(str(path), f"line {number}", None, line=line)
 
 
+def count_jsonl_rows(path: Path) -> int:
+    """How many rows ``read_jsonl`` gives for ``path`` (its non-blank lines), without parsing them."""
+    with open(path, encoding="utf-8-sig", errors="surrogateescape") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
 def parse_line(file: str, where: str, line: str) -> RawRow:
     """One JSONL line as a row, or as a row with an error (kept as text the rejects file can hold)."""
     text = line.rstrip("\n")

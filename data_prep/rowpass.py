@@ -4,7 +4,8 @@ A worker parses and converts each source row (or gives the reason it is rejected
 computes everything the later steps need: its JSON line as written, the digest and MinHash signature
 that dedup decides on, its benchmark match, and its rendered-text facts for token lengths (with the
 tokens of the rows sampled for the percentiles or possibly over ``sequence_len``). The parent
-reads the files and decides, in input order, what stays; results come back in input order, so the
+reads the files as the workers take their rows (a JSONL file is only counted first) and decides, in input
+order, what stays; results come back in input order, so the
 outputs do not depend on the worker count. Decontamination and rendering also cover the few rows that
 dedup removes afterwards: cheaper than a second pass over the rows that stay.
 """
@@ -12,6 +13,8 @@ dedup removes afterwards: cheaper than a second pass over the rows that stay.
 from __future__ import annotations
 
 import json
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from data_prep.convert import convert_one, input_record, read_input, reject_reco
 from data_prep.decontaminate import DEFAULT_THRESHOLD, BenchmarkIndex, Match
 from data_prep.dedup import NUM_PERM, features
 from data_prep.parallel import SHARED, map_chunks
-from data_prep.readers import RawRow, parsed
+from data_prep.readers import HUB_PREFIX, RawRow, count_jsonl_rows, parsed, read_rows
 from data_prep.sources import load_sources
 from data_prep.tokens import load_tokenizer, measured, wanted
 
@@ -50,27 +53,43 @@ def convert_rows(inputs: list[tuple[str, str, int]], system: str | None, index: 
     given, with the tokens of the rows sampled from all the converted ones (``tokens.wanted``).
     """
     sources = load_sources()
-    jobs: list[Job | None] = []
+    streams: list[Iterable[RawRow]] = []
     facts: list[tuple[str, dict[str, Any]]] = []
-    for number, (name, spec, _) in enumerate(inputs):
-        raws, found = read_input(sources[name], spec, parse=False)
-        jobs += [(number, raw) for raw in raws]
+    count = 0
+    for name, spec, _ in inputs:
+        module = sources[name]
+        if spec.endswith(".jsonl") and not spec.startswith(HUB_PREFIX) and not hasattr(module, "inspect"):
+            streams.append(read_rows(spec, parse=False))  # read as the workers take the rows
+            found, rows = {}, count_jsonl_rows(Path(spec))
+        else:  # read whole first: the converter inspects the file, or the format is parsed as it is read
+            raws, found = read_input(module, spec, parse=False)
+            streams.append(raws)
+            rows = len(raws)
         facts.append((name, found))
-    want = wanted(tokenizer, len(jobs), sequence_len) if tokenizer is not None else None
+        count += rows
+    want = wanted(tokenizer, count, sequence_len) if tokenizer is not None else None
     shared = {"facts": facts, "system": system, "index": index, "tokenizer": tokenizer, "wanted": want}
-    out = Converted(matrix=np.empty((len(jobs), NUM_PERM), dtype=np.uint32))
+    sent: deque[Job] = deque()  # jobs handed to the workers and not answered yet, in order
+
+    def jobs() -> Iterator[Job]:
+        for number, stream in enumerate(streams):
+            for raw in stream:
+                sent.append((number, raw))
+                yield number, raw
+            streams[number] = []  # the rows read whole are no longer needed
+
+    out = Converted(matrix=np.empty((count, NUM_PERM), dtype=np.uint32))
     kept = [0] * len(inputs)
     rejects: list[list[dict[str, Any]]] = [[] for _ in inputs]
-    done = 0
-    for part in map_chunks(chunk_rows, iter(jobs), len(jobs), workers, shared=shared, label=label):
-        out.matrix[len(out.entries):len(out.entries) + len(part.signatures)] = part.signatures
+    for part in map_chunks(chunk_rows, jobs(), count, workers, shared=shared, label=label):
         lines = part.lines.split("\n") if part.lines else []
+        if len(out.entries) + len(lines) > count:
+            raise SystemExit(f"{', '.join(spec for _, spec, _ in inputs)}: a file changed while it was read")
+        out.matrix[len(out.entries):len(out.entries) + len(lines)] = part.signatures
         measures = part.measured.tolist() if part.measured is not None else [None] * len(lines)
         at = 0
         for position in range(len(lines) + len(part.rejects)):
-            number, raw = jobs[done]
-            jobs[done] = None  # the source row is no longer needed
-            done += 1
+            number, raw = sent.popleft()
             name = facts[number][0]
             if position in part.rejects:
                 reason, raw = part.rejects[position]
