@@ -10,12 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from helpers import DPO_DATA, ROOT, SFT_DATA, read_jsonl
 
 from data_prep import tokens
 from data_prep.build import build
 from data_prep.templates import LLAMA3_CHAT_TEMPLATE, plain_renderer
-from data_prep.tokens import conversation, load_tokenizer, measure_lengths, token_stats, tokens_at_most_bytes
+from data_prep.tokens import conversation, load_tokenizer, measure_lengths, missing, token_stats, tokens_at_most_bytes
 
 SMOLLM2 = ROOT / "models/smollm2-135m-instruct"
 MIXTURE = ROOT / "data_prep/mixtures/default-v1.yaml"
@@ -131,3 +132,23 @@ def test_a_sampled_build_writes_the_same_data_files(tiny_llama3, tmp_path, monke
     assert stats["rows"] == before["rows"] and 0 < stats["sampled"]["rows"] < stats["rows"]
     manifest = json.loads((tmp_path / "sampled/manifest.json").read_text())
     assert manifest["kinds"]["sft"]["tokens"]["sampled"]["of"] == stats["rows"]
+
+
+def test_a_build_whose_dedup_halves_the_rows_samples_as_if_it_measured_the_final_rows(tiny_llama3, tmp_path,
+                                                                                        monkeypatch):
+    """The build's one pass samples from every converted row; the rows the smaller final set adds are encoded after."""
+    mixture = yaml.safe_load(MIXTURE.read_text())
+    for entry in mixture["sft"]:
+        entry["inputs"] = entry["inputs"] * 2  # every row twice: dedup removes half
+    mixture["sequence_len"] = 100_000  # no row may be over it: only the sample is encoded
+    (tmp_path / "mix.yaml").write_text(yaml.safe_dump(mixture))
+    monkeypatch.setattr(tokens, "SAMPLE_ROWS", 20)
+    finished = []
+    monkeypatch.setattr(tokens, "missing", lambda *args: finished.append(missing(*args)) or finished[-1])
+    stats = build(tmp_path / "mix.yaml", tmp_path / "out", tokenizer=tiny_llama3)["kinds"]["sft"]["tokens"]
+    assert sum(finished[0]) > 0  # the sft pass sampled fewer rows than its final set needs
+    final = [*read_jsonl(tmp_path / "out/sft.jsonl"), *read_jsonl(tmp_path / "out/sft.validation.jsonl"),
+             *(r["row"] for r in read_jsonl(tmp_path / "out/rejects.jsonl")
+               if r["kind"] == "sft" and r["stage"] == "length")]
+    lengths, chosen = measure_lengths(final, tiny_llama3, workers=2, sequence_len=stats["sequence_len"])
+    assert token_stats(lengths, tiny_llama3, stats["sequence_len"], chosen) == stats
