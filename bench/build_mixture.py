@@ -49,7 +49,7 @@ WORDS = ("fever cough dyspnoea chest pain abdominal nausea headache fatigue rash
 SCHEMAS = ("alpaca", "messages", "medmcqa", "pref-pairs")
 TEXT_SOURCES = [*sorted((ROOT / "data_prep/samples").glob("*.json*")), *sorted((ROOT / "data/default").glob("*.jsonl")),
                 *sorted(Path("/work/shared/reference").glob("*.json"))]
-STAGES = ("convert_rows", "decide", "cap_after_dedup", "finish", "choose", "split",
+STAGES = ("convert_and_measure", "decide", "cap_after_dedup", "encode_missing", "choose", "split",
           "write_lines_atomic")
 
 

@@ -33,10 +33,10 @@ from data_prep.decontaminate import BenchmarkIndex, load_index
 from data_prep.dedup import NEAR_THRESHOLD, decide
 from data_prep.mixture import check_mixture
 from data_prep.parallel import collector_paused, default_workers
-from data_prep.rowpass import Converted, convert_rows
+from data_prep.rowpass import Converted, convert_and_measure
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources
-from data_prep.tokens import choose, finish, load_tokenizer, token_stats
+from data_prep.tokens import choose, encode_missing, load_tokenizer, token_stats
 
 MIXTURE_KEYS = {"name", "version", "seed", "system_prompt", "validation_fraction", "max_reject_rate",
                 "near_duplicate_threshold", "decontaminate", "tokenizer", "sequence_len", "sft", "dpo"}
@@ -81,7 +81,7 @@ def removed(entry: dict[str, Any], kind: str, stage: str, reason: str, **extra: 
 
 def gather(kind: str, entries: list[dict[str, Any]], mixture: dict[str, Any], index: BenchmarkIndex | None,
            tokenizer: Path | None, workers: int) -> tuple[Converted, list[dict]]:
-    """Convert every source of one kind (rowpass.convert_rows): the pass's result and per-source records."""
+    """Convert every source of one kind (rowpass.convert_and_measure): the pass's result and per-source records."""
     sources = load_sources()
     inputs = []
     for number, spec in enumerate(entries):
@@ -89,8 +89,9 @@ def gather(kind: str, entries: list[dict[str, Any]], mixture: dict[str, Any], in
         if kind != module.KIND:
             raise SystemExit(f"{spec['source']} gives {module.KIND} rows; it cannot go under {kind}")
         inputs += [(spec["source"], str(path), number) for path in spec["inputs"]]
-    converted = convert_rows(inputs, system_prompt(mixture), index, tokenizer, mixture.get("sequence_len"), workers,
-                             label=f"{kind}: convert, dedup, decontaminate" + (", token lengths" if tokenizer else ""))
+    label = f"{kind}: convert, dedup, decontaminate" + (", token lengths" if tokenizer else "")
+    converted = convert_and_measure(inputs, system_prompt(mixture), index, tokenizer, mixture.get("sequence_len"),
+                                    workers, label=label)
     records, at = [], 0
     for number, spec in enumerate(entries):
         mine = converted.inputs[at:at + len(spec["inputs"])]
@@ -192,7 +193,7 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None, wo
             entries = [e for e in entries if e["match"] is None]
         tokens = None
         if tokenizer is not None:
-            facts = finish([e["line"] for e in entries], [e["measured"] for e in entries], tokenizer, limit,
+            facts = encode_missing([e["line"] for e in entries], [e["measured"] for e in entries], tokenizer, limit,
                            workers, label=f"{kind}: token lengths, the rest of the sample")
             lengths, sampled = choose(facts, tokenizer, limit)  # None: a row known to fit
             tokens = token_stats(lengths, tokenizer, limit, sampled)

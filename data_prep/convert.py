@@ -42,7 +42,7 @@ def convert_input(module: ModuleType, spec: str, system: str | None) -> tuple[li
             rejects.append(reject_record(module.NAME, raw, outcome))
         else:
             kept.append({"row": outcome, "origin": {"source": module.NAME, "file": raw.file, "where": raw.where}})
-    return kept, rejects, input_record(spec, len(raws), len(kept), rejects, facts)
+    return kept, rejects, describe_input(spec, len(raws), len(kept), rejects, facts)
 
 
 def read_input(module: ModuleType, spec: str, parse: bool = True) -> tuple[list[RawRow], dict[str, Any]]:
@@ -70,7 +70,7 @@ def convert_one(module: ModuleType, raw: RawRow, system: str | None, facts: dict
         return str(err)
 
 
-def input_record(spec: str, rows: int, kept: int, rejects: list[dict[str, Any]], facts: dict[str, Any]
+def describe_input(spec: str, rows: int, kept: int, rejects: list[dict[str, Any]], facts: dict[str, Any]
                  ) -> dict[str, Any]:
     """What the manifest says of one input: where, its hash, rows in = kept + rejected, reasons, facts."""
     record = {

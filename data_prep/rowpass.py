@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from data_prep.convert import convert_one, input_record, read_input, reject_record
+from data_prep.convert import convert_one, describe_input, read_input, reject_record
 from data_prep.decontaminate import DEFAULT_THRESHOLD, BenchmarkIndex, Match
 from data_prep.dedup import NUM_PERM, features
 from data_prep.parallel import SHARED, map_chunks
 from data_prep.readers import HUB_PREFIX, RawRow, count_jsonl_rows, parsed, read_rows
 from data_prep.sources import load_sources
-from data_prep.tokens import load_tokenizer, measured, wanted
+from data_prep.tokens import load_tokenizer, measure_rows, wanted
 
 Job = tuple[int, RawRow]  # (the input's number in this pass, one of its rows)
 
@@ -38,18 +38,18 @@ class Converted:
 
     entries: list[dict[str, Any]] = field(default_factory=list)  # {"line", "origin", "match", "measured"}
     rejects: list[dict[str, Any]] = field(default_factory=list)  # convert-stage rejects (convert.reject_record)
-    inputs: list[dict[str, Any]] = field(default_factory=list)  # convert.input_record of each input
+    inputs: list[dict[str, Any]] = field(default_factory=list)  # convert.describe_input of each input
     digests: list[bytes] = field(default_factory=list)  # of each entry's normalised text (dedup)
     matrix: np.ndarray | None = None  # each entry's prompt signature, (entries, NUM_PERM)
 
 
-def convert_rows(inputs: list[tuple[str, str, int]], system: str | None, index: BenchmarkIndex | None,
-                 tokenizer: Path | None, sequence_len: int | None, workers: int, label: str | None = None
-                 ) -> Converted:
+def convert_and_measure(inputs: list[tuple[str, str, int]], system: str | None, index: BenchmarkIndex | None,
+                        tokenizer: Path | None, sequence_len: int | None, workers: int, label: str | None = None
+                        ) -> Converted:
     """Convert every (source name, input, mixture entry) and measure each kept row, in ``workers`` processes.
 
     An entry's ``origin`` is the source, file, row position and mixture entry; ``match`` is its benchmark
-    overlap or None; ``measured`` is ``tokens.measured``'s (bytes, hash, tokens or None) when a tokenizer is
+    overlap or None; ``measured`` is ``tokens.measure_rows``'s (bytes, hash, tokens or None) when a tokenizer is
     given, with the tokens of the rows sampled from all the converted ones (``tokens.wanted``).
     """
     sources = load_sources()
@@ -103,7 +103,7 @@ def convert_rows(inputs: list[tuple[str, str, int]], system: str | None, index: 
             at += 1
     out.matrix = out.matrix[:len(out.entries)]
     for number, (_, spec, _) in enumerate(inputs):
-        out.inputs.append(input_record(spec, kept[number] + len(rejects[number]), kept[number], rejects[number],
+        out.inputs.append(describe_input(spec, kept[number] + len(rejects[number]), kept[number], rejects[number],
                                        facts[number][1]))
         out.rejects += rejects[number]
     return out
@@ -118,14 +118,14 @@ class Chunk:
     digests: bytes  # 32 bytes a kept row (dedup.features)
     signatures: np.ndarray  # (kept rows, NUM_PERM)
     matches: dict[int, Match]  # kept row -> its benchmark match, for the few that have one
-    measured: np.ndarray | None  # (kept rows, 3) uint64: tokens.measured, tokens NO_LENGTH where not encoded
+    measured: np.ndarray | None  # (kept rows, 3) uint64: tokens.measure_rows, tokens NO_LENGTH where not encoded
 
 
 NO_LENGTH = 2**64 - 1
 
 
 def unpacked(measure: list[int]) -> tuple[int, int, int | None]:
-    """A ``Chunk.measured`` row as ``tokens.measured`` gives it."""
+    """A ``Chunk.measured`` row as ``tokens.measure_rows`` gives it."""
     size, digest, length = measure
     return size, digest, None if length == NO_LENGTH else length
 
@@ -149,7 +149,7 @@ def chunk_rows(jobs: list[Job]) -> Chunk:
                if (match := index.match_words(text, DEFAULT_THRESHOLD)) is not None} if index is not None else {}
     measures = None
     if tokenizer is not None:
-        found = measured(rows, load_tokenizer(tokenizer), SHARED["wanted"])
+        found = measure_rows(rows, load_tokenizer(tokenizer), SHARED["wanted"])
         measures = np.array([(size, digest, NO_LENGTH if length is None else length) for size, digest, length in found],
                             dtype=np.uint64).reshape(len(rows), 3)
     lines = "\n".join([json.dumps(row, ensure_ascii=False) for row in rows])

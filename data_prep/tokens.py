@@ -140,7 +140,7 @@ Measured = tuple[int, int, int | None]  # (UTF-8 bytes of the longest rendered s
 
 def wanted(tokenizer_path: Path, rows: int, sequence_len: int | None, sample: bool = True
            ) -> tuple[int, int | None, bool]:
-    """What ``measured`` encodes for a set of at most ``rows`` rows: (hash threshold, byte limit, byte bound).
+    """What ``measure_rows`` encodes for a set of at most ``rows`` rows: (hash threshold, byte limit, byte bound).
 
     A row is sampled for the percentiles when its hash is under the threshold, ``SAMPLE_ROWS / rows`` of
     the hash range (all of it up to ``SAMPLE_ROWS`` rows); fewer rows later only raise the threshold.
@@ -155,7 +155,7 @@ def byte_bound(tokenizer_path: Path) -> bool:
     return tokens_at_most_bytes(load_tokenizer(tokenizer_path).backend)
 
 
-def measured(rows: list[dict[str, Any]], tokenizer: ChatTokenizer, want: tuple[int, int | None, bool]
+def measure_rows(rows: list[dict[str, Any]], tokenizer: ChatTokenizer, want: tuple[int, int | None, bool]
              ) -> list[Measured]:
     """For each row: the UTF-8 bytes of its longest rendered conversation, a 64-bit hash of them all, and its
     length in tokens (the longer side) where ``want`` (``wanted``) asks for it now, else None.
@@ -189,15 +189,15 @@ def conversations(row: dict[str, Any]) -> list[list[dict[str, str]]]:
 
 
 def chunk_measured(rows: list[Any]) -> list[Measured]:
-    """``measured`` in a worker, with the tokenizer path and ``wanted`` in ``SHARED``; rows may be JSON lines."""
+    """``measure_rows`` in a worker, with the tokenizer path and ``wanted`` in ``SHARED``; rows may be JSON lines."""
     rows = [json.loads(row) if isinstance(row, str) else row for row in rows]
-    return measured(rows, load_tokenizer(SHARED["tokenizer"]), SHARED["wanted"])
+    return measure_rows(rows, load_tokenizer(SHARED["tokenizer"]), SHARED["wanted"])
 
 
 def choose(facts: list[Measured], tokenizer_path: Path, sequence_len: int | None, sample: bool = True
            ) -> tuple[list[int | None], list[bool]]:
-    """From the rows' ``measured`` facts: each row's length where it is needed (else None), and whether it is
-    in the percentile sample. Rows needed but not yet encoded go to ``finish`` first (``missing``).
+    """From the rows' ``measure_rows`` facts: each row's length where it is needed (else None), and whether it is
+    in the percentile sample. Rows needed but not yet encoded go to ``encode_missing`` first (``missing``).
     """
     threshold, limit, bound = wanted(tokenizer_path, len(facts), sequence_len, sample)
     sampled = [digest < threshold for _, digest, _ in facts]
@@ -205,7 +205,7 @@ def choose(facts: list[Measured], tokenizer_path: Path, sequence_len: int | None
               for chosen, (size, _, _) in zip(sampled, facts, strict=True)]
     lengths = [length if need else None for need, (_, _, length) in zip(needed, facts, strict=True)]
     if any(need and length is None for need, length in zip(needed, lengths, strict=True)):
-        raise ValueError("some needed rows are not encoded yet: finish() them first")
+        raise ValueError("some needed rows are not encoded yet: encode_missing() them first")
     return lengths, sampled
 
 
@@ -216,7 +216,7 @@ def missing(facts: list[Measured], tokenizer_path: Path, sequence_len: int | Non
             for size, digest, length in facts]
 
 
-def finish(lines: list[str], facts: list[Measured], tokenizer_path: Path, sequence_len: int | None,
+def encode_missing(lines: list[str], facts: list[Measured], tokenizer_path: Path, sequence_len: int | None,
            workers: int | None = 1, label: str | None = None) -> list[Measured]:
     """``facts`` with every row ``choose`` needs encoded: the ``missing`` ones (given as JSON lines) encoded now.
 
