@@ -6,8 +6,9 @@ Writes DIR/sft.jsonl, DIR/sft.validation.jsonl, DIR/dpo.jsonl, DIR/dpo.validatio
 DIR/rejects.jsonl (every row left out, with its stage and reason) and, last, DIR/manifest.json, all into
 a staging folder first: a build that fails or is stopped leaves the previous build in DIR as it was.
 For every source: rows = kept + rejected + duplicate + over cap + contaminated. ``max_rows`` counts
-distinct rows: a source is capped after deduplication. Dedup, decontamination and token lengths run
-in ``workers`` processes (default: this machine's cores); the outputs are the same bytes for any count.
+distinct rows: a source is capped after deduplication. Each source row is converted and measured once,
+in ``workers`` processes (default: this machine's cores; data_prep/rowpass.py); this process then decides,
+in input order, what stays. The outputs are the same bytes for any count.
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None, wo
         tokens = None
         if tokenizer is not None:
             facts = encode_missing([e["line"] for e in entries], [e["measured"] for e in entries], tokenizer, limit,
-                           workers, label=f"{kind}: token lengths, the rest of the sample")
+                                   workers, label=f"{kind}: token lengths, the rest of the sample")
             lengths, sampled = choose(facts, tokenizer, limit)  # None: a row known to fit
             tokens = token_stats(lengths, tokenizer, limit, sampled)
             if limit:  # Axolotl would drop these silently; leave them out here, with the reason
