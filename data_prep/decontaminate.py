@@ -10,7 +10,8 @@ or a 13-gram holding a 7-word phrase that many items have. The benchmarks are in
 each row then costs one pass over its own words, never a comparison with other rows.
 
 Writes CLEAN.jsonl, CLEAN.contaminated.jsonl (each removed row with the task, item id and
-overlap that matched) and, last, CLEAN.manifest.json.
+overlap that matched) and, last, CLEAN.manifest.json: into a staging folder beside CLEAN first, then
+moved in together, so a failed or stopped run leaves the previous set as it was.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 from common.benchmarks import BENCHMARKS
 from common.errors import positive_int
-from common.files import sha256_file, write_json_atomic, write_jsonl_atomic
+from common.files import sha256_file, staged_outputs, write_json_atomic, write_jsonl_atomic
 from data_prep.convert import sidecar
 from data_prep.coverage import coverage, describe, missing_tasks
 from data_prep.parallel import SHARED, map_chunks
@@ -385,8 +386,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     clean, contaminated = decontaminate_rows(rows, index, threshold=args.threshold, label="decontaminate")
     contaminated = [{"where": wheres[record.pop("position")], **record} for record in contaminated]
     contaminated_path, manifest_path = sidecar(args.out, "contaminated.jsonl"), sidecar(args.out, "manifest.json")
-    write_jsonl_atomic(contaminated_path, contaminated)
-    write_jsonl_atomic(args.out, clean)
+    owned = [args.out.name, contaminated_path.name]
+    with staged_outputs(args.out.parent, args.out.name, owned, manifest_path.name) as stage:
+        manifest = write_outputs(args, stage, index, rows, clean, contaminated)
+    print(f"decontaminate: {len(rows)} rows -> {len(clean)} clean in {args.out}; "
+          f"{len(contaminated)} contaminated in {contaminated_path}")
+    for task, count in manifest["contaminated"]["by_task"].items():
+        print(f"  {count:>6}  {task}")
+    print(describe(manifest["benchmarks"]))
+    return manifest
+
+
+def write_outputs(args: argparse.Namespace, stage: Path, index: BenchmarkIndex, rows: list[dict[str, Any]],
+                  clean: list[dict[str, Any]], contaminated: list[dict[str, Any]]) -> dict[str, Any]:
+    """The clean rows, the contaminated records and, last, the manifest, into ``stage`` (moved in whole after)."""
+    contaminated_path, manifest_path = sidecar(args.out, "contaminated.jsonl"), sidecar(args.out, "manifest.json")
+    write_jsonl_atomic(stage / contaminated_path.name, contaminated)
+    write_jsonl_atomic(stage / args.out.name, clean)
     items = index.items_by_task()
     manifest = {
         "settings": {"n": index.n, "min_question_words": index.min_question_words,
@@ -401,18 +417,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "generic_phrases": len(index.generic),
             **coverage(index),
         },
-        "output": {"path": str(args.out), "sha256": sha256_file(args.out), "rows": len(clean)},
-        "contaminated": {"path": str(contaminated_path), "sha256": sha256_file(contaminated_path),
+        "output": {"path": str(args.out), "sha256": sha256_file(stage / args.out.name), "rows": len(clean)},
+        "contaminated": {"path": str(contaminated_path), "sha256": sha256_file(stage / contaminated_path.name),
                          "rows": len(contaminated),
                          "by_task": dict(sorted(Counter(r["task"] for r in contaminated).items()))},
     }
     assert manifest["input"]["rows"] == len(clean) + len(contaminated), manifest
-    write_json_atomic(manifest_path, manifest)
-    print(f"decontaminate: {len(rows)} rows -> {len(clean)} clean in {args.out}; "
-          f"{len(contaminated)} contaminated in {contaminated_path}")
-    for task, count in manifest["contaminated"]["by_task"].items():
-        print(f"  {count:>6}  {task}")
-    print(describe(manifest["benchmarks"]))
+    write_json_atomic(stage / manifest_path.name, manifest)
     return manifest
 
 

@@ -1,4 +1,5 @@
-"""Outputs are replaced whole or not at all: a failed, stopped or interrupted build or convert leaves the previous set.
+"""Outputs are replaced whole or not at all: a failed, stopped or interrupted build, convert or decontaminate leaves
+the previous set.
 
 The partial output of the failed run is kept in a staging folder the error names; `make data` rebuilds after it.
 """
@@ -167,3 +168,26 @@ def test_convert_stopped_by_max_reject_rate_leaves_the_previous_set_untouched(tm
     [stage] = staging_folders(tmp_path)
     assert str(stage / "out.rejects.jsonl") in str(stop.value)
     assert len(read_jsonl(stage / "out.rejects.jsonl")) > 0 and not (stage / "out.jsonl").exists()
+
+
+def test_decontaminate_failing_before_its_manifest_leaves_the_previous_set_untouched(tmp_path, monkeypatch):
+    from data_prep import decontaminate
+
+    benchmarks, out = ROOT / "data_prep/samples/benchmarks", tmp_path / "clean.jsonl"
+    decontaminate.main([str(SFT_DATA), "--benchmarks", str(benchmarks), "--out", str(out)])
+    names = ("clean.jsonl", "clean.contaminated.jsonl", "clean.manifest.json")
+    before = {name: (tmp_path / name).read_bytes() for name in names}
+
+    def disk_full(path: Path, data: object) -> None:
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(decontaminate, "write_json_atomic", disk_full)
+    fewer = write_jsonl(tmp_path / "fewer.jsonl", read_jsonl(SFT_DATA)[:5])
+    with pytest.raises(OSError, match="No space left") as stop:
+        decontaminate.main([str(fewer), "--benchmarks", str(benchmarks), "--out", str(out)])
+    assert {name: (tmp_path / name).read_bytes() for name in names} == before
+    manifest = json.loads(before["clean.manifest.json"])
+    assert manifest["output"]["sha256"] == sha256_file(out)  # the manifest still describes the files beside it
+    [stage] = staging_folders(tmp_path)
+    assert any(f"partial output kept in {stage}" in note for note in stop.value.__notes__)
+    assert len(read_jsonl(stage / "clean.jsonl")) <= 5 and not (stage / "clean.manifest.json").exists()
