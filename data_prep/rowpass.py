@@ -104,7 +104,7 @@ def convert_and_measure(inputs: list[tuple[str, str, int]], system: str | None, 
     out.matrix = out.matrix[:len(out.entries)]
     for number, (_, spec, _) in enumerate(inputs):
         out.inputs.append(describe_input(spec, kept[number] + len(rejects[number]), kept[number], rejects[number],
-                                       facts[number][1]))
+                                         facts[number][1]))
         out.rejects += rejects[number]
     return out
 

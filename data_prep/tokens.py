@@ -149,6 +149,13 @@ def wanted(tokenizer_path: Path, rows: int, sequence_len: int | None, sample: bo
     return int(fraction * 2**64), sequence_len, sample and byte_bound(tokenizer_path)
 
 
+def needs_tokens(size: int, digest: int, want: tuple[int, int | None, bool]) -> bool:
+    """Whether a row of ``size`` rendered bytes and this hash is encoded under ``want`` (``wanted``): it is in the
+    sample, or the tokenizer has no byte bound, or it has more bytes than the limit."""
+    threshold, limit, bound = want
+    return digest < threshold or not bound or (limit is not None and size > limit)
+
+
 @lru_cache(maxsize=4)
 def byte_bound(tokenizer_path: Path) -> bool:
     """``tokens_at_most_bytes`` of the tokenizer at ``tokenizer_path``, worked out once."""
@@ -156,18 +163,17 @@ def byte_bound(tokenizer_path: Path) -> bool:
 
 
 def measure_rows(rows: list[dict[str, Any]], tokenizer: ChatTokenizer, want: tuple[int, int | None, bool]
-             ) -> list[Measured]:
+                 ) -> list[Measured]:
     """For each row: the UTF-8 bytes of its longest rendered conversation, a 64-bit hash of them all, and its
     length in tokens (the longer side) where ``want`` (``wanted``) asks for it now, else None.
 
     Each conversation is rendered once; the texts to encode are encoded in one batch.
     """
-    threshold, limit, bound = want
     per_row = render_rows(rows, tokenizer)
     facts = [(max(len(text.encode()) for text in texts),
               int.from_bytes(hashlib.blake2b("\0".join(texts).encode(), digest_size=8).digest(), "little"))
              for texts in per_row]
-    now = [digest < threshold or not bound or (limit is not None and size > limit) for size, digest in facts]
+    now = [needs_tokens(size, digest, want) for size, digest in facts]
     lengths = iter(encoded_lengths(tokenizer, [text for texts, n in zip(per_row, now, strict=True) if n
                                                for text in texts]))
     return [(size, digest, max(next(lengths) for _ in texts) if n else None)
@@ -199,10 +205,9 @@ def choose(facts: list[Measured], tokenizer_path: Path, sequence_len: int | None
     """From the rows' ``measure_rows`` facts: each row's length where it is needed (else None), and whether it is
     in the percentile sample. Rows needed but not yet encoded go to ``encode_missing`` first (``missing``).
     """
-    threshold, limit, bound = wanted(tokenizer_path, len(facts), sequence_len, sample)
-    sampled = [digest < threshold for _, digest, _ in facts]
-    needed = [chosen or not bound or (limit is not None and size > limit)
-              for chosen, (size, _, _) in zip(sampled, facts, strict=True)]
+    want = wanted(tokenizer_path, len(facts), sequence_len, sample)
+    sampled = [digest < want[0] for _, digest, _ in facts]
+    needed = [needs_tokens(size, digest, want) for size, digest, _ in facts]
     lengths = [length if need else None for need, (_, _, length) in zip(needed, facts, strict=True)]
     if any(need and length is None for need, length in zip(needed, lengths, strict=True)):
         raise ValueError("some needed rows are not encoded yet: encode_missing() them first")
@@ -211,13 +216,12 @@ def choose(facts: list[Measured], tokenizer_path: Path, sequence_len: int | None
 
 def missing(facts: list[Measured], tokenizer_path: Path, sequence_len: int | None) -> list[bool]:
     """Which rows ``choose`` needs encoded that are not yet (a pass over more rows sampled fewer)."""
-    threshold, limit, bound = wanted(tokenizer_path, len(facts), sequence_len)
-    return [length is None and (digest < threshold or not bound or (limit is not None and size > limit))
-            for size, digest, length in facts]
+    want = wanted(tokenizer_path, len(facts), sequence_len)
+    return [length is None and needs_tokens(size, digest, want) for size, digest, length in facts]
 
 
 def encode_missing(lines: list[str], facts: list[Measured], tokenizer_path: Path, sequence_len: int | None,
-           workers: int | None = 1, label: str | None = None) -> list[Measured]:
+                   workers: int | None = 1, label: str | None = None) -> list[Measured]:
     """``facts`` with every row ``choose`` needs encoded: the ``missing`` ones (given as JSON lines) encoded now.
 
     After dedup and decontamination fewer rows are left than the pass sampled for, so the sample grows a little.
