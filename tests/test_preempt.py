@@ -129,3 +129,18 @@ def test_killed_run_is_recorded_lost_and_resumes(tiny_llama3, small_data, tmp_pa
     output = (tmp_path / f"{run_id}.out").read_text()
     assert "attempt 1 (host" in output and "recorded as lost" in output
     assert_resumed_with_true_steps(run_dir, "lost")
+
+
+def test_dataloader_workers_are_forked_once_not_at_every_epoch(tmp_path):
+    """A fork per epoch could hang a worker in CPython's after-fork code (launch/plugins/preempt.py)."""
+    from types import SimpleNamespace
+
+    from transformers import TrainingArguments
+
+    from launch.plugins.preempt import PreemptionPlugin
+
+    for workers, persistent in ((2, True), (0, False)):
+        trainer = SimpleNamespace(args=TrainingArguments(output_dir=str(tmp_path), dataloader_num_workers=workers,
+                                                         use_cpu=True, report_to=[]))
+        PreemptionPlugin().post_trainer_create(None, trainer)
+        assert trainer.args.dataloader_persistent_workers is persistent  # persistent workers need workers

@@ -109,6 +109,17 @@ class PreemptionCallback(TrainerCallback):
 class PreemptionPlugin(BasePlugin):
     """Adds :class:`PreemptionCallback`, routes SIGUSR1 and SIGTERM to it and keeps them from DataLoader workers."""
 
+    def post_trainer_create(self, cfg, trainer) -> None:
+        """DataLoader workers forked once, not again at every epoch (``dataloader_persistent_workers``).
+
+        Forking the trainer while its other threads start or end (the last epoch's queue feeder threads)
+        can leave the child stuck in CPython 3.11's after-fork code (seen with torchrun on 2 CPU processes
+        and one-step epochs: a worker waiting forever in ``PyOS_AfterFork_Child``, its rank in the next
+        all-reduce). The batches are the same; the sampler stays in the trainer.
+        """
+        if trainer.args.dataloader_num_workers > 0 and not trainer.args.dataloader_persistent_workers:
+            trainer.args.dataloader_persistent_workers = True
+
     def add_callbacks_pre_trainer(self, cfg, model):
         callback = PreemptionCallback()
         for signum in STOP_SIGNALS:
