@@ -12,8 +12,8 @@ Two savings keep this cheap on large mixtures, both exact where it matters:
 
 The tokenizer is loaded from ``tokenizer.json`` with the ``tokenizers`` library. Llama-3's chat template is
 rendered in plain Python (data_prep/templates.py); others are compiled by transformers' own chat-template
-compiler, without importing torch or the tokenizer classes
-(seconds); folders this does not cover are loaded with ``AutoTokenizer``.
+compiler, without importing torch or the tokenizer classes (seconds). Folders this does not cover are
+loaded with ``AutoTokenizer``.
 """
 
 from __future__ import annotations
@@ -131,8 +131,7 @@ def measure_lengths(rows: list[dict[str, Any]], tokenizer_path: Path, workers: i
     shared = {"tokenizer": tokenizer_path, "wanted": wanted(tokenizer_path, len(rows), sequence_len, sample)}
     facts = [f for part in map_chunks(chunk_measured, rows, len(rows), workers, shared=shared, label=label)
              for f in part]
-    lengths, sampled = choose(facts, tokenizer_path, sequence_len, sample)
-    return lengths, sampled
+    return choose(facts, tokenizer_path, sequence_len, sample)
 
 
 Measured = tuple[int, int, int | None]  # (UTF-8 bytes of the longest rendered side, 64-bit hash, tokens or None)
