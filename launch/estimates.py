@@ -9,9 +9,12 @@ Every figure is an estimate; each function says where its formula comes from and
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 GIB = 2**30
+# GPU kinds: usable memory in GiB (nvidia-smi's total) and dense bf16 FLOP/s without sparsity (NVIDIA's data sheets).
+GPUS = {"h100-80gb": (79.6, 989e12), "a100-80gb": (79.2, 312e12), "h200-141gb": (139.8, 989e12)}
 LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -150,13 +153,18 @@ def activation_bytes(shape: Shape, tokens: int, rank: int, lora_dropout: bool, c
     return per_layer * shape.layers * tokens
 
 
-def logits_bytes(shape: Shape, tokens: int) -> float:
+def logits_bytes(shape: Shape, tokens: int, fused: bool = False) -> float:
     """The LM head's output and the loss over it: 12 bytes per vocabulary entry per token.
 
     transformers' causal-LM loss upcasts the bf16 logits (2 bytes) to fp32 (4) and cross-entropy keeps
     its fp32 log-softmax (4) for the backward pass, which then makes an fp32 gradient (4) while the upcast
     copy is freed: about 12 bytes at the peak. With a 128k vocabulary this is often the largest term.
+    A fused linear cross-entropy (Liger's, ``fused``) never holds all the logits: it computes them a chunk of
+    tokens at a time, next_power_of_2(ceil(T / ceil(V / h))) tokens a chunk (its chunk_size), 12 bytes each.
     """
+    if fused:
+        chunk = 2 ** math.ceil(math.log2(max(1, math.ceil(tokens / math.ceil(shape.vocab / shape.hidden)))))
+        tokens = min(tokens, chunk)
     return 12.0 * shape.vocab * tokens
 
 
@@ -166,20 +174,38 @@ def overhead_bytes(subtotal: float) -> float:
     return 1.5 * GIB + 0.10 * subtotal
 
 
-def flops_per_token(shape: Shape, n_lora: int, seq: int, checkpointing: bool, dpo: bool) -> dict[str, float]:
-    """Training FLOPs per token: ``model`` (for MFU) and ``hardware`` (what the GPU executes).
+def linear_flops(shape: Shape, n_lora: int, checkpointing: bool, dpo: bool) -> dict[str, float]:
+    """Matrix-multiply FLOPs per token computed (padding too): ``model`` (for MFU) and ``hardware`` (executed).
 
-    N = decoder linears + LM head (the matrix multiplies). A forward pass costs 2N, plus 4Lhs for
-    attention's QK^T and AV, counted without the causal half as PaLM's MFU does (Chowdhery et al. 2022,
-    appendix B: 6N + 12Lhs per token for full training). QLoRA freezes the base, so its backward computes
-    input gradients only (2N, not 4N), while the adapter gets the full 6 N_lora: model = 4N + 6 N_lora + 12Lhs.
-    Checkpointing repeats the forward: hardware = model + 2N + 2 N_lora + 4Lhs. DPO adds the reference
-    model's forward (the adapter switched off): + 2N + 4Lhs per token.
+    N = decoder linears + LM head. A forward pass costs 2N (Kaplan et al. 2020, section 2.1). QLoRA freezes
+    the base, so its backward computes input gradients only (2N, not 4N), while the adapter gets the full
+    6 N_lora: model = 4N + 6 N_lora. Checkpointing repeats the forward: hardware = model + 2N + 2 N_lora.
+    DPO adds the reference model's forward (the adapter switched off): + 2N.
     """
     n = shape.linear_params() + shape.vocab * shape.hidden
-    attention = shape.layers * shape.hidden * seq
-    model = 4 * n + 6 * n_lora + 12 * attention
-    hardware = model + (2 * n + 2 * n_lora + 4 * attention if checkpointing else 0)
-    if dpo:
-        model, hardware = model + 2 * n + 4 * attention, hardware + 2 * n + 4 * attention
-    return {"model": model, "hardware": hardware}
+    model = 4 * n + 6 * n_lora
+    hardware = model + (2 * n + 2 * n_lora if checkpointing else 0)
+    return {"model": model + (2 * n if dpo else 0), "hardware": hardware + (2 * n if dpo else 0)}
+
+
+def attention_flops(shape: Shape, checkpointing: bool, dpo: bool) -> dict[str, float]:
+    """Attention's FLOPs per row per squared span (the tokens a row attends over): multiply by span**2.
+
+    QK^T and AV cost 4 L d s^2 forward for a row of s tokens (d = heads x head size), counted without the
+    causal half as PaLM's MFU does (Chowdhery et al. 2022, appendix B); their backward twice that, since
+    attention has no weights to freeze: 12 L d s^2. Checkpointing repeats the forward (+4), and so does
+    DPO's reference model (+4).
+    """
+    forward = 4.0 * shape.layers * shape.q
+    model = 3 * forward + (forward if dpo else 0)
+    return {"model": model, "hardware": model + (forward if checkpointing else 0)}
+
+
+def flops_per_token(shape: Shape, n_lora: int, seq: int, checkpointing: bool, dpo: bool) -> dict[str, float]:
+    """Training FLOPs per token of rows ``seq`` tokens long: ``model`` (for MFU) and ``hardware`` (executed).
+
+    linear_flops per token plus attention_flops x seq (a row's s**2 shared by its s tokens): PaLM's 6N + 12Lds
+    for full training becomes 4N + 6 N_lora + 12Lds under QLoRA (Chowdhery et al. 2022, appendix B).
+    """
+    linear, attention = linear_flops(shape, n_lora, checkpointing, dpo), attention_flops(shape, checkpointing, dpo)
+    return {key: linear[key] + attention[key] * seq for key in ("model", "hardware")}
