@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from common.rundir import now
-from launch.plugins import PLUGINS, PREEMPTED_FILE, TRAIN_START_FILE
+from launch.plugins import OOM_FILE, PLUGINS, PREEMPTED_FILE, TRAIN_START_FILE
 
 REOPENABLE = ("queued", "preempted", "lost")
 TRAINER_STATE = "trainer_state.json"  # transformers writes it last into a checkpoint
@@ -88,7 +88,7 @@ def mark_lost(record: dict[str, Any]) -> dict[str, Any] | None:
 
 def begin(record: dict[str, Any], run_dir: Path, topology: dict[str, Any]) -> dict[str, Any]:
     """Append a new attempt to ``record`` and return it; clears the previous attempt's markers."""
-    for name in (PREEMPTED_FILE, TRAIN_START_FILE):
+    for name in (PREEMPTED_FILE, TRAIN_START_FILE, OOM_FILE):
         (run_dir / "adapter" / name).unlink(missing_ok=True)
     (run_dir / STOP_FILE).unlink(missing_ok=True)
     set_aside = set_aside_incomplete(run_dir / "adapter")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from common import quiet
 from common.errors import InputError, positive_int
 from common.rundir import check_run_id, new_run_id, write_manifest
 from launch import slurm
@@ -137,6 +138,7 @@ def submit_stage(args: argparse.Namespace, request: StageRun | None) -> str | No
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    quiet.VERBOSE = quiet.VERBOSE or args.debug  # --debug: the trainer's traceback too (an out-of-memory's)
     try:
         run(args)
     except (InputError, OSError) as err:  # OSError: a runs dir that cannot be written, a file that vanished

@@ -3,7 +3,8 @@
     python -m launch merge runs/<id>     # Axolotl merge_lora: runs/<id>/adapter -> runs/<id>/merged/
     python -m launch eval runs/<id>      # python -m eval run --model runs/<id> -> runs/<id>/eval/
 
-Each is recorded in the run's manifest under ``followups`` (step, times, exit code, log). The run folder is
+Each is recorded in the run's manifest under ``followups`` (step, times, exit code, log; a merge that runs out of
+GPU memory is "out of memory", with the figures, and one line: launch/out_of_memory.py). The run folder is
 locked meanwhile, and its config's own paths are set to where the folder is now: a copied run merges into the copy.
 """
 
@@ -16,6 +17,8 @@ from typing import Any
 
 from common.errors import InputError
 from common.rundir import MANIFEST, RunLock, now, read_manifest, write_manifest
+from launch import out_of_memory
+from launch.plugins import OOM_FILE
 from launch.stage import SLURM_LOCK_WAIT_S, place_merged, read_config, reattach, run_logged, stage_env, step_command
 
 
@@ -50,8 +53,12 @@ def followup_locked(stage: str, run_dir: Path, root: Path, lock: RunLock) -> Pat
     log_name = f"logs/{stage}.log"
     entry: dict[str, Any] = {"stage": stage, "started_at": now(), "log": log_name}
     print(f"run {run_dir.name}: {stage} (log: {run_dir / log_name})")
+    (run_dir / "adapter" / OOM_FILE).unlink(missing_ok=True)
     code, tail = run_logged(command_for(stage, run_dir), run_dir / log_name, stage_env(config), root, lock=lock)
     entry.update(ended_at=now(), exit_code=code, status="succeeded" if code == 0 else "failed")
+    oom = out_of_memory.report(run_dir, stage, tail, config, record) if code and stage == "merge" else None
+    if oom:
+        entry.update(status=out_of_memory.STATUS, out_of_memory=oom)
     if code != 0:
         entry["log_tail"] = tail
     elif stage == "merge":
@@ -59,6 +66,8 @@ def followup_locked(stage: str, run_dir: Path, root: Path, lock: RunLock) -> Pat
         record.setdefault("outputs", {})["merged"] = "merged"
     record.setdefault("followups", []).append(entry)
     write_manifest(run_dir, record)
+    if oom:
+        raise SystemExit(out_of_memory.report_line(run_dir.name, record["stage"], stage, oom, run_dir / log_name))
     if code != 0:
         raise SystemExit(f"run {run_dir.name}: {stage} failed with exit code {code}; see {run_dir / log_name}")
     return run_dir

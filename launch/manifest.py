@@ -1,7 +1,7 @@
 """The run manifest: what code, recipe, data, model, packages and hardware produced a run.
 
 It is written when a run starts (status "running") and rewritten, atomically, when it ends
-("succeeded" or "failed", with the exit code and the failing step). It never holds secrets.
+("succeeded", "failed" or "out of memory", with the exit code and the failing step). It never holds secrets.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from common.secrets import redact, secret_values
 DATA_MANIFEST = "manifest.json"  # a data_prep build folder's manifest (data_prep/build.py), not a run's
 PACKAGES = ("axolotl", "torch", "transformers", "trl", "peft", "bitsandbytes", "datasets", "accelerate", "lm_eval")
 # Environment variables worth recording: they change how a stage runs. Values of secret-named ones never are.
-RECORDED_ENV = ("AXOLOTL_DO_NOT_TRACK", "HF_HUB_OFFLINE", "WANDB_MODE", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
+RECORDED_ENV = ("AXOLOTL_DO_NOT_TRACK", "HF_HUB_OFFLINE", "WANDB_MODE", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
+                "PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF")
 
 
 def git_state(repo: Path) -> dict[str, Any]:
@@ -139,12 +140,13 @@ def start(run_dir: Path, *, stage: str, recipe: Path, config: dict[str, Any], ro
 
 
 def finish(run_dir: Path, manifest: dict[str, Any], *, exit_code: int, error: dict[str, Any] | None,
-           outputs: dict[str, str]) -> dict[str, Any]:
-    """Complete the manifest with the end time, exit status and outputs, and write it last."""
+           outputs: dict[str, str], status: str | None = None) -> dict[str, Any]:
+    """Complete the manifest with the end time, exit status and outputs, and write it last; ``status`` names a
+    failure more precisely than "failed" ("out of memory")."""
     ended_at = now()
     elapsed = dt.datetime.fromisoformat(ended_at) - dt.datetime.fromisoformat(manifest["started_at"])
     manifest.update(
-        status="succeeded" if exit_code == 0 else "failed",
+        status=status or ("succeeded" if exit_code == 0 else "failed"),
         exit_code=exit_code,
         error=redact(error, secret_values()),
         ended_at=ended_at,

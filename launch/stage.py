@@ -42,15 +42,16 @@ from common.rundir import (
     write_manifest,
 )
 from common.secrets import redact_text, secret_values
-from launch import attempts, manifest, train_record
+from launch import attempts, manifest, out_of_memory, train_record
 from launch.distributed import Topology, train_command
-from launch.plugins import PREEMPTED_EXIT
+from launch.plugins import OOM_MARK, PREEMPTED_EXIT
 from launch.registry import STAGE_PARENT, STAGE_STEPS  # each stage's Axolotl steps, and the stage it starts from
 
 LOG_TAIL_LINES = 40
 RUN_PATHS = {"output_dir": "adapter", "dataset_prepared_path": "prepared"}  # the config keys inside the run folder
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 GROUP_EXIT_WAIT_S = 600  # after the trainer's first process exits, how long its group may take to follow
+ALLOC_CONF = ("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF")  # torch's allocator settings: the new name, the old
 SLURM_LOCK_WAIT_S = 60  # a job may start while its submitter still records the submission
 
 
@@ -150,9 +151,13 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 
 
 def stage_env(config: dict[str, Any]) -> dict[str, str]:
-    """The environment Axolotl runs in: offline by default, no telemetry, wandb off unless asked for."""
+    """The environment Axolotl runs in: offline by default, no telemetry, wandb off unless asked for, and torch's
+    expandable memory segments unless the user set the allocator (as the ``axolotl`` command does; we start
+    ``python -m axolotl.cli.train``, which does not)."""
     env = dict(os.environ)
     env.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
+    if not any(name in env for name in ALLOC_CONF):
+        env["PYTORCH_ALLOC_CONF"] = "expandable_segments:True"  # fewer unusable slivers of reserved GPU memory
     env.setdefault("HF_HUB_OFFLINE", "1")
     if not (config.get("use_wandb") or config.get("wandb_project")):
         env["WANDB_MODE"] = "disabled"
@@ -246,7 +251,9 @@ def run_logged(command: list[str], log_path: Path, env: dict[str, str], cwd: Pat
 
     The run's lock passes to the command, so the run stays locked while any of its processes lives. When the
     first process exits, the rest of its group (a torchrun's workers, their DataLoader workers) is waited for.
-    The log keeps every line; the terminal skips known third-party import noise unless --verbose (common/quiet.py).
+    The log keeps every line; the terminal skips known third-party import noise, and everything from an
+    out-of-memory's mark on (launch/plugins/oom.py: the traceback; the launcher says it in one line), unless
+    --verbose (common/quiet.py).
     """
     secrets = secret_values(env)
     tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
@@ -260,10 +267,12 @@ def run_logged(command: list[str], log_path: Path, env: dict[str, str], cwd: Pat
         if lock is not None:
             lock.note(trainer_pid=proc.pid)
         assert proc.stdout is not None
+        hidden = False
         try:
             for line in proc.stdout:
                 line = redact_text(line, secrets)
-                if not quiet.is_noise(line):
+                hidden = hidden or (OOM_MARK in line and not quiet.VERBOSE)
+                if not hidden and not quiet.is_noise(line):
                     sys.stdout.write(line)
                     sys.stdout.flush()
                 log.write(line)
@@ -368,6 +377,21 @@ def run_stage(request: StageRun) -> Path:
         lock.release()
 
 
+def end_failed(run_dir: Path, record: dict[str, Any], attempt: dict[str, Any], config: dict[str, Any],
+               error: dict[str, Any], outputs: dict[str, str], stage: str) -> None:
+    """Record a failed step, "out of memory" when it was one, and end with one line (SystemExit)."""
+    step, code, log = error["step"], attempt["exit_code"], run_dir / error["log"]
+    oom = out_of_memory.report(run_dir, step, error["log_tail"], config, record)
+    if oom:
+        error.update(message=oom["message"], out_of_memory=oom)
+        attempt["status"] = out_of_memory.STATUS
+    manifest.finish(run_dir, record, exit_code=code, outputs=outputs, error=error,
+                    status=out_of_memory.STATUS if oom else None)
+    if oom:
+        raise SystemExit(out_of_memory.report_line(run_dir.name, stage, step, oom, log))
+    raise SystemExit(f"run {run_dir.name}: {step} failed with exit code {code}; see {log}")
+
+
 def run_steps(request: StageRun, run_dir: Path, config: dict[str, Any], record: dict[str, Any], lock: RunLock,
               stopper: Stopper) -> Path:
     """The steps of one attempt, recorded in the manifest as they end."""
@@ -414,10 +438,8 @@ def run_steps(request: StageRun, run_dir: Path, config: dict[str, Any], record: 
                   + f"; the same command (--run-id {run_id}) resumes it")
             raise SystemExit(PREEMPTED_EXIT)
         if code != 0:
-            manifest.finish(run_dir, record, exit_code=code, outputs=outputs,
-                            error={"step": step, "message": f"axolotl {step} exited with {code}", "log": log_name,
-                                   "log_tail": tail})
-            raise SystemExit(f"run {run_id}: {step} failed with exit code {code}; see {run_dir / log_name}")
+            error = {"step": step, "message": f"axolotl {step} exited with {code}", "log": log_name, "log_tail": tail}
+            end_failed(run_dir, record, attempt, config, error, outputs, request.stage)
         if step == "train":
             outputs["adapter"] = "adapter"
             # for `launch reproduce`

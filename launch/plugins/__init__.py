@@ -3,12 +3,16 @@
     plugins:
       - launch.plugins.cpu.CPUPlacementPlugin       # multi-process CPU runs keep the model on CPU
       - launch.plugins.preempt.PreemptionPlugin     # USR1/SIGTERM: save a checkpoint, exit 75 for requeue
+      - launch.plugins.oom.OutOfMemoryPlugin        # a CUDA out-of-memory: note the step for the launcher
 """
 
-# What the preemption plugin and the launcher (launch/attempts.py) agree on, defined once here: this module
-# imports nothing, so the launcher reads them without importing Axolotl.
+# What our plugins and the launcher (launch/attempts.py, launch/out_of_memory.py) agree on, defined once here: this
+# module imports nothing, so the launcher reads them without importing Axolotl.
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: try again later
 PREEMPTED_FILE = "preempted.json"  # in output_dir: the plugin's note that it saved a checkpoint and stopped
 TRAIN_START_FILE = "train_start.json"  # in output_dir: the global step an attempt started training from
+OOM_FILE = "out_of_memory.json"  # in output_dir: the out-of-memory plugin's note (step, torch's message, GPU)
+OOM_MARK = "launch: CUDA out of memory; the traceback below is for the log"  # the launcher shows nothing after it
 
-PLUGINS = ["launch.plugins.cpu.CPUPlacementPlugin", "launch.plugins.preempt.PreemptionPlugin"]
+PLUGINS = ["launch.plugins.cpu.CPUPlacementPlugin", "launch.plugins.preempt.PreemptionPlugin",
+           "launch.plugins.oom.OutOfMemoryPlugin"]

@@ -11,16 +11,20 @@ runner reads that file as "preempted, requeue me". A requeued run resumes throug
 The batch script asks for a stop by touching the file named in ``LAUNCH_STOP_FILE`` (SLURM's
 ``--signal=B:USR1@secs`` before the time limit); ``scontrol requeue`` and preemption send SIGTERM.
 
-A SIGTERM sent to every process (SLURM, ``kill -TERM -PGID``) also reaches the DataLoader workers, and
-torch's worker handler dies of it, which fails the whole step. So the trainer blocks SIGTERM and SIGUSR1
-in its main thread before any worker is forked: workers inherit the mask and never see them, while the
-trainer reads them at each step end as pending signals (or through its handler, when another thread takes
-them). Rank 0 also appends each logged training loss, keyed by the trainer's global step and the attempt
-(``LAUNCH_ATTEMPT``), to ``train_losses.jsonl`` in the output folder: the run's losses across attempts.
+A SIGTERM sent to every process (SLURM, ``kill -TERM -PGID``) also reaches the DataLoader workers, and torch's
+worker handler dies of it, which fails the whole step. So the trainer blocks SIGTERM and SIGUSR1 in its main thread
+before any worker is forked: workers inherit the mask and never see them, while the trainer reads them at each step
+end as pending signals (or through its handler, when another thread takes them). The one thing the mask breaks is
+Python's exit after an uncaught error (an out-of-memory): multiprocessing ends the workers still alive with SIGTERM
+and waits for them, forever; so at exit the plugin kills them first (SIGKILL, which no mask stops), with torch's
+"worker killed" SIGCHLD check off. Rank 0 also appends each logged training loss, keyed by the trainer's global step
+and the attempt (``LAUNCH_ATTEMPT``), to ``train_losses.jsonl`` in the output folder: the run's losses across
+attempts.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -106,6 +110,17 @@ class PreemptionCallback(TrainerCallback):
         raise SystemExit(PREEMPTED_EXIT)
 
 
+def end_workers() -> None:
+    """At exit: kill the daemon processes still alive (DataLoader workers, whose SIGTERM is blocked), which
+    multiprocessing's own exit would SIGTERM and then wait for without end."""
+    import multiprocessing
+
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # torch's handler would raise "DataLoader worker ... killed"
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
+
+
 class PreemptionPlugin(BasePlugin):
     """Adds :class:`PreemptionCallback`, routes SIGUSR1 and SIGTERM to it and keeps them from DataLoader workers."""
 
@@ -125,4 +140,5 @@ class PreemptionPlugin(BasePlugin):
         for signum in STOP_SIGNALS:
             signal.signal(signum, callback.ask_to_stop)
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # inherited by the workers forked from here on
+        atexit.register(end_workers)  # runs before multiprocessing's exit hook (registered earlier)
         return [callback]
