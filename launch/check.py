@@ -9,13 +9,19 @@ base model's config files in base_model_configs/), prints what it resolves, and 
   axolotl    Axolotl accepts the recipe and logs no warning (a card-caused one is printed as acknowledged)
   unread     no key that nothing reads in the recipe's stage (max_prompt_len in DPO, rl_beta in SFT)
   turns      every assistant turn ends in an end-of-turn token that carries a label
-  keys       every key, top level and in dataset entries, is one Axolotl's schema knows (else: "did you mean")
+  plugins    every plugin the recipe lists loads (Axolotl would train without one that does not)
+  keys       every key, top level and in dataset entries, is one Axolotl's schema knows, with the input args of
+             the plugins the recipe lists, as Axolotl merges them (launch/plugin_schema.py) (else: "did you mean")
   datasets   every dataset path is an output of a mixture in data_prep/mixtures/ (data/build/<mixture>/<kind>.jsonl)
   base model a hub model names its revision (revision_of_model); a local folder is hashed into the manifest
   engine     a ``deepspeed`` config file exists
   lock       a released recipe (and the engine file it names) still has its sha256 in recipes/LOCK
   card       the OpenBioLLM recipes carry the model card's published hyperparameters, exactly, and its
-             global batch: train_batch_size 12 x num_devices (8B: 1 GPU, 12; 70B: 8 GPUs, 96)
+             global batch of train_batch_size 12 examples x num_devices (8B: 1 GPU, 12; 70B: 8 GPUs, 96).
+             Unpacked, a micro-batch is rows: micro_batch_size 12 and total batch 12 x num_devices. Packed
+             (sample_packing), it is bins of sequence_len tokens: check prints the tokens per step and the average
+             examples per step at the mixture's mean row length (launch/packed_batch.py), which must be within
+             25% of 12 x num_devices
 Exit status 1 when any recipe has a problem; each problem names the file, the line and the reason.
 """
 
@@ -48,14 +54,26 @@ CARD_BASE_MODEL = {"openbiollm-70b": "meta-llama/Meta-Llama-3-70B-Instruct",
                    "openbiollm-8b": "meta-llama/Meta-Llama-3-8B"}  # the 8B card's base is not -Instruct
 
 
+def schema_keys(schema: Any) -> set[str]:
+    """The field names of a pydantic model and their aliases."""
+    keys = set()
+    for name, field in schema.model_fields.items():
+        keys |= {name} | {alias for alias in (field.alias, field.validation_alias) if isinstance(alias, str)}
+    return keys
+
+
 @cache
-def axolotl_keys() -> frozenset[str]:
-    """Every top-level key Axolotl's config schema accepts: field names and their aliases."""
+def axolotl_keys(plugins: tuple[str, ...] = ()) -> frozenset[str]:
+    """Every top-level key Axolotl's config schema accepts, with the keys of the recipe's ``plugins``: Axolotl
+    merges each registered plugin's input args into its schema (integrations/config.py merge_input_args)."""
     from axolotl.utils.schemas.config import AxolotlInputConfig
 
-    keys = set()
-    for name, field in AxolotlInputConfig.model_fields.items():
-        keys |= {name} | {alias for alias in (field.alias, field.validation_alias) if isinstance(alias, str)}
+    from launch.plugin_schema import plugin_args
+
+    keys = schema_keys(AxolotlInputConfig)
+    for name in plugins:
+        schema = plugin_args(name)
+        keys |= schema_keys(schema) if schema is not None else set()
     return frozenset(keys)
 
 
@@ -93,8 +111,11 @@ def suggest(key: str, known: frozenset[str]) -> str:
 
 def unknown_keys(config: dict[str, Any]) -> list[tuple[str, str]]:
     """``(key, reason)`` for each key Axolotl would drop (top level, dataset entries), with the nearest known one."""
-    found = [(key, f"unknown key {key!r}, Axolotl would ignore it{suggest(key, axolotl_keys())}")
-             for key in config if key not in axolotl_keys()]
+    from launch.plugin_schema import loadable_plugins
+
+    known = axolotl_keys(tuple(loadable_plugins(config)))
+    found = [(key, f"unknown key {key!r}, Axolotl would ignore it{suggest(key, known)}")
+             for key in config if key not in known]
     for group in DATASET_LISTS:
         for number, entry in enumerate(config.get(group) or []):
             found += [(f"{group}.{number}.{key}", f"unknown key {key!r} in {group}.{number}, Axolotl would ignore it"
@@ -107,10 +128,12 @@ def axolotl_problems(config: dict[str, Any]) -> list[str]:
     from axolotl.utils.config import validate_config
     from axolotl.utils.dict import DictDefault
 
+    from launch.plugin_schema import recipe_plugins
     from launch.resolve import axolotl_warnings
 
     try:
-        with axolotl_warnings(1):  # its warnings are kept and reported by the resolution (launch/resolve.py)
+        # its warnings are kept and reported by the resolution (launch/resolve.py)
+        with axolotl_warnings(1), recipe_plugins(config):
             validate_config(DictDefault(json.loads(json.dumps(config))))
     except Exception as err:  # pydantic's ValidationError, ValueError, ...: report whatever Axolotl refuses
         return [f"Axolotl's validation: {' '.join(str(err).split())}"]
@@ -169,11 +192,28 @@ def card_problems(config: dict[str, Any], recipe: Path) -> list[tuple[str, str]]
     expected: dict[str, Any] = dict(CARD_ADAPTER)
     if not config.get("rl"):
         expected |= CARD_SFT | {"base_model": CARD_BASE_MODEL[model]}
+    if config.get("sample_packing"):  # micro_batch_size counts packed bins: packed_batch_report's rule
+        expected.pop("micro_batch_size", None)
     found = [(key, f"{key} is {config.get(key)!r}; the model card says {value!r}")
              for key, value in expected.items() if config.get(key) != value]
     if set(config.get("lora_target_modules") or []) != CARD_TARGET_MODULES:
         found.append(("lora_target_modules", f"lora_target_modules must be the card's {sorted(CARD_TARGET_MODULES)}"))
     return found
+
+
+def packed_batch_report(config: dict[str, Any], model: str | None, gpus: int,
+                        root: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """For a packed SFT recipe: its step in tokens and examples (printed), and for an OpenBioLLM one the card rule:
+    the card's train_batch_size 12 per device counts examples, so a step's average examples must be near it."""
+    from launch.packed_batch import packed_batch
+    from launch.resolve import CARD_BATCH, CARD_DEVICES
+
+    batch = packed_batch(config, gpus, root)
+    if model is None:
+        return [], batch.lines()
+    card_batch = CARD_BATCH * CARD_DEVICES[model]
+    found = [] if batch.near(card_batch) else [("micro_batch_size", batch.off_card(card_batch, CARD_DEVICES[model]))]
+    return found, batch.lines(card_batch, (CARD_SFT["learning_rate"], CARD_SFT["warmup_steps"]))
 
 
 def read_lock(root: Path) -> dict[str, str]:
@@ -215,10 +255,12 @@ def check_recipe(recipe: Path, root: Path = ROOT, gpus: int | None = None,
         return [f"{recipe}: not YAML: {' '.join(str(err).split())}"], []
     if not isinstance(config, dict):
         return [f"{recipe}:1: a recipe is a YAML mapping of Axolotl keys"], []
-    from launch.resolve import resolved_problems, unread_keys
+    from launch.plugin_schema import plugin_problems
+    from launch.resolve import job_gpus, resolved_problems, unread_keys
 
     lines = key_lines(text)
-    found = unknown_keys(config) + dataset_problems(config, root) + base_model_problems(config, root)
+    found = plugin_problems(config) + unknown_keys(config) + dataset_problems(config, root)
+    found += base_model_problems(config, root)
     if config.get("deepspeed") and not (root / str(config["deepspeed"])).is_file():
         found.append(("deepspeed", f"deepspeed config {config['deepspeed']!r} does not exist"))
     found += card_problems(config, recipe)
@@ -228,6 +270,10 @@ def check_recipe(recipe: Path, root: Path = ROOT, gpus: int | None = None,
     resolved, printed = resolved_problems(config, card_model(recipe), gpus, gpu, root) if not axolotl \
         else ([], [])
     found += resolved
+    if not axolotl and config.get("sample_packing") and not config.get("rl"):
+        model = card_model(recipe)
+        packed, batch = packed_batch_report(config, model, job_gpus(model, gpus, gpu)[0], root)
+        found, printed = found + packed, printed[:1] + batch + printed[1:]  # after the total batch line
     problems = [f"{recipe}:{lines.get(key, 1)}: {reason}" if key else f"{recipe}: {reason}" for key, reason in found]
     if recipe.resolve().is_relative_to((root / "recipes").resolve()):
         problems += [f"{recipe}: {reason}" for reason in lock_problems(recipe, config, root)]

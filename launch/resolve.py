@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from launch.base_models import CONFIGS, model_folder, stand_in_tokenizer
+from launch.plugin_schema import recipe_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 # GPU kinds: (compute capability, FP8), from NVIDIA's data sheets; the names are launch plan's.
@@ -61,13 +62,15 @@ class Resolved:
     warnings: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     dpo: bool = False
+    packed: bool = False
 
     def lines(self) -> list[str]:
         """The printed summary."""
         turns = ", ".join(f"{token} {'trained' if trained else 'NOT trained'}" for token, trained in self.after_turns)
         eot = (f"end-of-turn tokens {self.eot_tokens}; after each assistant turn: {turns}" if not self.dpo else
                f"DPO trains the whole chosen and rejected answers; after the answer's text: {turns}")
-        return [f"  total batch {self.total_batch} on {self.gpus} x {self.gpu or 'this machine'}; "
+        unit = " packed bins" if self.packed else ""
+        return [f"  total batch {self.total_batch}{unit} on {self.gpus} x {self.gpu or 'this machine'}; "
                 f"precision {self.precision}; attention {self.attention}; engine {self.engine}; "
                 f"gradient checkpointing {self.checkpointing}",
                 f"  eos {self.eos_token}; {eot or 'no turns resolved'}"]
@@ -160,14 +163,15 @@ def resolve(config: dict[str, Any], gpus: int, gpu: str | None, root: Path = ROO
     from axolotl.utils.config import normalize_cfg_datasets, normalize_config, validate_config
     from axolotl.utils.dict import DictDefault
 
-    out = Resolved(gpus=gpus, gpu=gpu, dpo=bool(config.get("rl")))
+    out = Resolved(gpus=gpus, gpu=gpu, dpo=bool(config.get("rl")), packed=bool(config.get("sample_packing")))
     folder = model_folder(config, root)
     if folder is None:
         out.problems.append(f"no config files for base model {config.get('base_model')!r} here or in {CONFIGS}/: "
                             "Axolotl's resolution cannot run offline")
         return out
     caps, env_caps = capabilities(gpus, gpu)
-    with axolotl_warnings(gpus) as kept, tempfile.TemporaryDirectory(prefix="check-tokenizer-") as scratch:
+    with axolotl_warnings(gpus) as kept, recipe_plugins(config), \
+            tempfile.TemporaryDirectory(prefix="check-tokenizer-") as scratch:
         try:
             cfg = validate_config(DictDefault(json.loads(json.dumps(config))), caps, env_caps)
             validate_config(DictDefault(as_trainer_runs(config)), caps, env_caps)
@@ -202,15 +206,22 @@ CARD_DEVICES = {"openbiollm-70b": 8, "openbiollm-8b": 1}
 CARD_GPU = "h100-80gb"
 CARD_BATCH = 12
 # Axolotl warnings the card's own values cause: printed as acknowledged, not failed.
-CARD_WARNINGS = {"eval_batch_size != micro_batch_size": "the card's eval_batch_size 8 and train_batch_size 12"}
+CARD_WARNINGS = {"eval_batch_size != micro_batch_size": "the card's eval_batch_size 8 beside its train_batch_size 12, "
+                                                         "as 12 rows or as v3's packed bins"}
+
+
+def job_gpus(model: str | None, gpus: int | None, gpu: str | None) -> tuple[int, str | None]:
+    """The GPUs a check resolves on: those given, else the card's for an OpenBioLLM ``model``, else one."""
+    if gpus is None:
+        return (CARD_DEVICES[model], gpu or CARD_GPU) if model else (1, gpu)
+    return gpus, gpu
 
 
 def resolved_problems(config: dict[str, Any], model: str | None, gpus: int | None, gpu: str | None,
                       root: Path = ROOT) -> tuple[list[tuple[str, str]], list[str]]:
     """``(key, reason)`` for each problem Axolotl's resolution shows on ``gpus`` (default: the card's for an
     OpenBioLLM ``model``, else one), and the lines to print."""
-    if gpus is None:
-        gpus, gpu = (CARD_DEVICES[model], gpu or CARD_GPU) if model else (1, gpu)
+    gpus, gpu = job_gpus(model, gpus, gpu)
     base = str(config.get("base_model", ""))
     if model_folder(config, root) is None and base.startswith(("/", ".", "models/")):
         return [], [f"  not resolved: the local base model {base!r} is not built yet (make model)"]
@@ -224,7 +235,8 @@ def resolved_problems(config: dict[str, Any], model: str | None, gpus: int | Non
                                        f"the model would not learn to stop: Axolotl's end-of-turn tokens are "
                                        f"{resolved.eot_tokens}; set eot_tokens to the template's turn-ending token"))
     card_batch = CARD_BATCH * CARD_DEVICES[model] if model else None
-    if card_batch and not config.get("rl") and not resolved.problems and resolved.total_batch != card_batch:
+    unpacked = not config.get("rl") and not config.get("sample_packing")  # packed: launch/packed_batch.py's rule
+    if card_batch and unpacked and not resolved.problems and resolved.total_batch != card_batch:
         found.append(("micro_batch_size", f"total batch {resolved.total_batch} on {gpus} GPUs; the card trained "
                                           f"{card_batch} (train_batch_size {CARD_BATCH} x num_devices "
                                           f"{CARD_DEVICES[model]})"))

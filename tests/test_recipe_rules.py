@@ -87,7 +87,7 @@ def test_launch_check_prints_what_axolotl_resolves_for_the_latest_recipes():
     assert "total batch 96 on 8 x h100-80gb" in out
     assert "engine DeepSpeed ZeRO-3; gradient checkpointing on, reentrant" in out
     assert "total batch 128 on 8 x h100-80gb" in out and "engine DeepSpeed ZeRO-2" in out
-    assert "acknowledged Axolotl warning (the card's eval_batch_size 8 and train_batch_size 12)" in out
+    assert "acknowledged Axolotl warning (the card's eval_batch_size 8 beside its train_batch_size 12" in out
 
 
 def test_launch_check_takes_the_gpus_of_a_cluster_profile():
