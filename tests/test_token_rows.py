@@ -140,3 +140,32 @@ def test_fix_untrained_tokens_under_lora_changes_the_training_model_only(untrain
     assert names and not [name for name in names if "embed_tokens" in name or "lm_head" in name]
     merged = PeftModel.from_pretrained(LlamaForCausalLM.from_pretrained(base), tmp_path / "adapter").merge_and_unload()
     assert merged.model.embed_tokens.weight[chat].abs().sum() == 0
+
+
+def test_liger_fused_linear_cross_entropy_still_trains_the_eot_lm_head_row(untrained_base, monkeypatch):
+    """Whether ``liger_fused_linear_cross_entropy`` may be used beside trainable tokens. Liger's Llama forward hands
+    its fused loss ``lm_head.weight``, not the module; PEFT's trainable-token wrapper answers ``weight`` with the
+    base matrix with the trained rows written in, so the <|eot_id|> row gets the same gradient as through the
+    module. This runs Liger's own routing (``lce_maybe_trainable_lm_head``); only its Triton kernel, which needs
+    a GPU, is replaced by the same loss in plain torch (mocked: there is no GPU here)."""
+    import torch.nn.functional as F
+    from liger_kernel.transformers.model import llama as liger_llama
+    from peft import get_peft_model
+    from transformers import LlamaForCausalLM
+
+    def torch_loss(hidden_states, lm_head_weight, labels, hidden_size, shift_labels=None, **kwargs):
+        logits = hidden_states.reshape(-1, hidden_size) @ lm_head_weight.T
+        return F.cross_entropy(logits[:-1].float(), labels.reshape(-1)[1:])
+
+    monkeypatch.setattr(liger_llama, "LigerForCausalLMLoss", torch_loss)
+    base, chat, eot, ids = untrained_base
+    model = get_peft_model(LlamaForCausalLM.from_pretrained(base), lora_config(chat, eot))
+    causal_lm = model.base_model.model
+    row = causal_lm.lm_head.token_adapter.trainable_tokens_delta["default"]
+    hidden = causal_lm.model(input_ids=ids).last_hidden_state.detach()
+
+    liger_llama.lce_maybe_trainable_lm_head(causal_lm, hidden, hidden.shape[-1], ids, None).backward()
+    through_liger, row.grad = row.grad, None
+    F.cross_entropy(causal_lm.lm_head(hidden)[0, :-1].float(), ids[0, 1:]).backward()  # the module's own path
+    assert through_liger is not None and through_liger.abs().sum() > 0
+    assert torch.allclose(through_liger, row.grad, atol=1e-6)
