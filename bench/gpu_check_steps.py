@@ -73,6 +73,10 @@ def overrides(check, config: dict[str, Any], stage: str) -> dict[str, Any]:
         found |= cpu | {f"lora_{k}_kernel": False for k in ("mlp", "qkv", "o", "embedding")}
         for key, value in cpu.items():
             check.substitute(key, value, "CPU: no bf16/tf32, no CUDA 8-bit AdamW, tiny shapes")
+        if config.get("plugins"):  # Liger's and the fused LoRA kernels are Triton: GPU only
+            found["plugins"] = [p for p in config["plugins"] if p != gpu_throughput.LIGER]
+            found |= {key: None for key in config if key.startswith("liger_")}
+            check.substitute("plugins", found["plugins"], "CPU: Liger's and the LoRA kernels are Triton (GPU only)")
     return found
 
 
@@ -177,6 +181,30 @@ def lora_b_moved(run_dir: Path) -> tuple[int, int]:
     return len(lora_b), sum(int(w.count_nonzero() == 0) for w in lora_b)
 
 
+def token_rows_moved(run_dir: Path, model: Path) -> dict[str, bool]:
+    """For each matrix with PEFT trainable token rows in the adapter: do its trained rows differ from the base
+    model's same rows (PEFT starts them as copies)? The indices are read from the run's config."""
+    from safetensors import safe_open
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    indices = config.get("peft_trainable_token_indices") or {}
+    found = {}
+    with safe_open(str(run_dir / "adapter/adapter_model.safetensors"), "pt") as adapter:
+        deltas = {key: adapter.get_tensor(key) for key in adapter.keys()  # noqa: SIM118
+                  if "trainable_tokens_delta" in key}
+    base = {}
+    for shard in model.glob("*.safetensors"):
+        with safe_open(str(shard), "pt") as handle:
+            base |= {key: handle.get_tensor(key) for key in handle.keys()  # noqa: SIM118
+                     if key in ("model.embed_tokens.weight", "lm_head.weight")}
+    for layer, rows in (indices.items() if isinstance(indices, dict) else []):
+        delta = next((v for k, v in deltas.items() if f"{layer}.token_adapter" in k), None)
+        weight = base.get("lm_head.weight" if layer == "lm_head" else "model.embed_tokens.weight")
+        found[f"sft_{layer}_token_rows_moved"] = delta is not None and weight is not None and bool(
+            (delta.float() - weight[rows].float()).abs().amax(dim=1).gt(0).all())
+    return found
+
+
 def run_checks(run_dir: Path, stage: str, layers: int) -> dict[str, bool]:
     """The run folder as tests/test_train_e2e.py wants it."""
     record = read_manifest(run_dir)
@@ -229,9 +257,12 @@ def train(check, entry: dict[str, Any], stage: str, model: str, extra: list[str]
 
 
 def sft(check, entry: dict[str, Any]) -> None:
-    """QLoRA SFT and merge of the random model, through the launcher."""
+    """QLoRA SFT and merge of the random model, through the launcher; every trained token row moved (on a GPU
+    under the recipe's fused LoRA kernels and Liger)."""
     model = build_model(check)
-    train(check, entry, "sft", "openbiollm-8b", set_args({"base_model": str(model)}))
+    run_dir = train(check, entry, "sft", "openbiollm-8b", set_args({"base_model": str(model)}))
+    if (run_dir / "adapter/adapter_model.safetensors").is_file():
+        entry["checks"] |= token_rows_moved(run_dir, model)
 
 
 def dpo(check, entry: dict[str, Any]) -> None:
@@ -252,11 +283,13 @@ def dpo(check, entry: dict[str, Any]) -> None:
 
 
 def eval(check, entry: dict[str, Any]) -> None:
-    """Zero-shot lm-eval of the DPO run's merged model on the bundled fixtures (a pipeline check)."""
-    run_dir = check.work / "runs/check-dpo"
-    if not (run_dir / "merged").is_dir():
-        entry["checks"] = {"dpo_merged_model": False}
+    """Zero-shot lm-eval of the DPO run's merged model (the SFT run's if DPO failed) on the bundled fixtures."""
+    run_dir = next((check.work / "runs" / name for name in ("check-dpo", "check-sft")
+                    if (check.work / "runs" / name / "merged").is_dir()), None)
+    if run_dir is None:
+        entry["checks"] = {"merged_model": False}
         return
+    entry["model"] = run_dir.name  # the DPO run's merged model; the SFT run's when DPO failed
     command = [sys.executable, "-m", "eval", "run", "--model", str(run_dir)]
     entry["command"] = command[1:]
     entry["exit_code"] = check.run(command, check.work / "eval.log")
@@ -270,14 +303,20 @@ def eval(check, entry: dict[str, Any]) -> None:
                         "mean_acc": sum(t["acc"] for t in tasks.values()) / len(tasks) if tasks else None}
 
 
-def throughput(check, entry: dict[str, Any]) -> None:
-    """bench/gpu_throughput.py (8B shape on a GPU, tiny on CPU), each figure beside the planner's estimate.
+FIGURES = ("tokens_per_s_per_gpu", "mfu", "peak_allocated_gib", "peak_reserved_gib", "estimated_tokens_per_s_per_gpu",
+           "tokens_ratio", "estimated_memory_gib", "memory_ratio", "attn_implementation")
 
-    The recipes' own mode (plain: no packing) runs first; a mode that finished before the limit is kept."""
+
+def throughput(check, entry: dict[str, Any]) -> None:
+    """bench/gpu_throughput.py (8B shape on a GPU, tiny on CPU): v2 and v3 in one run, each beside the planner's
+    prediction, their ratio, and the packing probe on v3's first batch; on a GPU then v3 with checkpointing and v3
+    with Liger's fused loss, each if the limit leaves time. v2 runs first; a mode that finished before the limit
+    is kept."""
     out = check.work / "throughput"
-    command = [sys.executable, "bench/gpu_throughput.py", "--out", str(out)]
-    command += ["--tiny", "--steps", "4", "--warmup", "1", "--rows", "64", "--median-len", "40", "--modes", "plain"] \
-        if check.cpu else ["--steps", "10", "--warmup", "3", "--rows", "600", "--modes", "plain", "packed"]
+    command = [sys.executable, "bench/gpu_throughput.py", "--out", str(out), "--probe", "--modes", "v2", "v3"]
+    command += ["--tiny", "--steps", "4", "--warmup", "1", "--rows", "64", "--median-len", "40"] \
+        if check.cpu else ["v3_ckpt", "v3_flce", "--steps", "16", "--warmup", "4", "--rows", "600"]
+    command += ["--budget", str(round(check.step_limit - 15))]  # the optional modes end inside the step's limit
     entry["command"] = command[1:]
     try:
         entry["exit_code"] = check.run(command, check.work / "throughput.log")
@@ -285,13 +324,27 @@ def throughput(check, entry: dict[str, Any]) -> None:
         results = json.loads((out / "results.json").read_text(encoding="utf-8")) \
             if (out / "results.json").is_file() else {}
         modes = {m: results[m] for m in gpu_throughput.MODES if m in results}
+        probe = (modes.get("v3") or {}).get("packing_probe") or {}
         entry["checks"] = {"throughput_measured": bool(modes) and all(
-            (r.get("tokens_per_s_per_gpu") or 0) > 0 for r in modes.values())}
-        entry["figures"] = {f"{m}_{k}": v for m, r in modes.items() for k, v in r.items()
-                            if k in ("tokens_per_s_per_gpu", "mfu", "peak_allocated_gib", "peak_reserved_gib",
-                                     "estimated_tokens_per_s_per_gpu", "estimated_memory_gib", "tokens_ratio",
-                                     "memory_ratio", "utilisation", "attn_implementation")}
+            (r.get("tokens_per_s_per_gpu") or 0) > 0 for r in modes.values()), **probe_checks(probe, check.cpu)}
+        entry["figures"] = {f"{m}_{k}": v for m, r in modes.items() for k, v in r.items() if k in FIGURES}
+        if "v3_over_v2" in results:
+            entry["figures"]["v3_over_v2"] = results["v3_over_v2"]
+        kept = ("max_loss_difference", "max_loss_difference_not_kept_apart", "max_attention_difference",
+                "min_attention_difference_not_kept_apart")
+        entry["figures"] |= {f"probe_{k}": probe[k] for k in kept if k in probe}
         entry["modes"] = modes
+
+
+def probe_checks(probe: dict[str, Any], cpu: bool) -> dict[str, bool]:
+    """v3's packed rows were kept apart: each row's loss packed equals its loss alone (to fp32 rounding on CPU,
+    bf16's on a GPU) and the first layer's attention differs far less than when rows are not kept apart."""
+    if not probe:
+        return {"packing_probe_ran": False}
+    tolerance = 1e-4 if cpu else 2e-2
+    leak = probe.get("min_attention_difference_not_kept_apart")
+    return {"packed_row_loss_equals_alone": probe["max_loss_difference"] <= tolerance,
+            "packed_rows_kept_apart": leak is not None and probe["max_attention_difference"] < 0.1 * leak}
 
 
 def zero3(check, entry: dict[str, Any]) -> str | None:
@@ -307,9 +360,15 @@ def zero3(check, entry: dict[str, Any]) -> str | None:
                str(check.work / "runs"), "--run-id", "check-zero3", "--skip-merge",
                *set_args({"datasets.0.path": str(SFT_DATA), **values})]
     entry["recipe"], entry["command"] = str(path.relative_to(ROOT)), command[1:]
-    single = {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29517"}
+    entry["figures"] = {"deepspeed": version("deepspeed")}
+    single = {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29517",
+              "DS_ACCELERATOR": "cuda"}
     entry["exit_code"] = check.run(command, check.work / "zero3.log", single)
     run_dir = check.work / "runs/check-zero3"
     found = run_checks(run_dir, "zero3", GPU_MODEL.layers) if (run_dir / MANIFEST).is_file() else {}
     entry["checks"] = {k: v for k, v in found.items() if not k.endswith("_merged")} or {"zero3_run_folder": False}
+    record = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
+    losses = [x["loss"] for x in record.get("losses") or []]
+    entry["figures"] |= {"train_s": record.get("duration_s"), "first_loss": losses[0] if losses else None,
+                         "last_loss": losses[-1] if losses else None}
     return None

@@ -6,8 +6,9 @@ The GPU machine (docs/gpu-check.md) has Python 3.12, torch 2.11 (CUDA 13), trans
 the other packages in TARGET, and no network. What the check imports beyond those travels as cp312 manylinux
 x86_64 wheels, at the versions constraints.txt pins, in one folder beside the working tree: both together at
 most 64 MiB. Each wheel is fetched with ``pip download --no-deps --only-binary=:all:``. bitsandbytes' wheel
-(43 MB) carries a native library for every CUDA and ROCm release; it is repacked with only the CUDA 13 ones
-(torch 2.11 there is built for CUDA 13.0) and the CPU one, its RECORD rewritten to match.
+(43 MB) carries a native library for every CUDA and ROCm release; it is repacked with only the CUDA 13.0 one
+(torch 2.11 there is built for CUDA 13.0) and the CPU one, its RECORD rewritten to match. deepspeed is built
+here from its sdist with no ops compiled (DS_BUILD_OPS=0): it compiles what it uses just in time there.
 
 ``--simulate DIR`` checks the list here: it writes a sitecustomize.py that hides every installed package that
 neither TARGET nor the wheels provide; tests/test_gpu_check.py runs ``gpu_check.py --cpu`` under it.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import os
 import subprocess
 import sys
 import zipfile
@@ -43,8 +45,13 @@ WHEELS = [
     "evaluate", "wandb", "platformdirs", "opentelemetry-api",  # imported by axolotl.utils.callbacks (wandb always)
     "lm_eval",  # python -m eval
     "peft", "transformers", "accelerate", "huggingface-hub",  # there too, in versions other than Axolotl's pins
+    "liger-kernel",  # the v3 recipes' Liger plugin (Triton kernels; the machine has Triton)
+    "deepspeed", "hjson",  # the 70B recipe's ZeRO-3 (zero3 step); deepspeed imports hjson
 ]
-SDIST_ONLY = {"axolotl-contribs-lgpl"}  # pure Python, published as an sdist only: built into a wheel here
+# Published as an sdist only (axolotl-contribs-lgpl), or whose wheel we build ourselves (deepspeed: its ops are
+# compiled just in time on first use, with the machine's nvcc and ninja; DS_BUILD_OPS=0 builds none here).
+SDIST_ONLY = {"axolotl-contribs-lgpl", "deepspeed"}
+BUILD_ENV = {"deepspeed": {"DS_BUILD_OPS": "0"}}
 # The GPU machine's Python packages (the device image 'cuda', as read on 2026-11-17); versions differ from ours.
 TARGET = set("""absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build
 certifi charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings cuda-core
@@ -68,7 +75,7 @@ yarl zipp""".split())
 # Needed here only by our older versions of packages the GPU machine has (pandas 2 imports pytz; its newer pandas
 # does not): the simulation leaves them visible.
 LOCAL_ONLY = {"pytz", "tzdata", "pyparsing"}
-KEEP_LIBS = ("libbitsandbytes_cuda130.so", "libbitsandbytes_cuda132.so", "libbitsandbytes_cpu.so")
+KEEP_LIBS = ("libbitsandbytes_cuda130.so", "libbitsandbytes_cpu.so")  # torch 2.11 there is CUDA 13.0
 
 
 def normal(name: str) -> str:
@@ -176,8 +183,11 @@ def main(argv: list[str] | None = None) -> int:
             old.unlink()
     download([f"{n}=={v}" for n, v in wanted.items() if n not in SDIST_ONLY], args.dest)
     for name in sorted(SDIST_ONLY):
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(args.dest),
-                        f"{name}=={wanted[name]}"], check=True)
+        if any(normal(w.name.split("-")[0]) == name for w in args.dest.glob("*.whl")):
+            continue  # built before at the pinned version (other versions were removed above)
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-binary", name,
+                        "--no-build-isolation", "--wheel-dir", str(args.dest), f"{name}=={wanted[name]}"],
+                       check=True, env={**os.environ, **BUILD_ENV.get(name, {})})
     for wheel in args.dest.glob("bitsandbytes-*.whl"):
         trim_bitsandbytes(wheel)
     wheels = sorted(args.dest.glob("*.whl"))

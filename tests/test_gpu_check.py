@@ -34,7 +34,8 @@ def test_without_flash_attn_the_packed_benchmark_runs_sdpa_and_still_packs(tmp_p
     from axolotl.utils.config import validate_config
     from axolotl.utils.dict import DictDefault
 
-    config = validate_config(DictDefault(gpu_throughput.bench_config("packed", tmp_path, 10, False, attention="sdpa")))
+    config = validate_config(DictDefault(gpu_throughput.bench_config("v2_packed", tmp_path, 10, False,
+                                                                  attention="sdpa")))
     assert config.attn_implementation == "sdpa" and config.sample_packing is True and config.lora_r == 128
 
 
@@ -165,6 +166,10 @@ def test_gpu_check_cpu_runs_every_step_with_only_the_gpu_machines_packages_and_t
     assert steps["sft"]["checks"]["sft_adapter_moved"] and steps["dpo"]["checks"]["dpo_parent_is_sft_run"]
     assert steps["dpo"]["checks"]["reward_margin_logged"] and steps["dpo"]["figures"]["last_margin"] is not None
     assert steps["sft"]["recipe"] == str(gpu_throughput.latest_recipe("openbiollm-8b", "sft").relative_to(ROOT))
-    assert steps["eval"]["figures"]["items"] > 0 and steps["throughput"]["figures"]["plain_tokens_per_s_per_gpu"] > 0
-    assert {"bf16", "optimizer", "attn_implementation"} <= set(results["substitutions"])
+    assert all(steps["sft"]["checks"][f"sft_{layer}_token_rows_moved"] for layer in ("embed_tokens", "lm_head"))
+    throughput = steps["throughput"]
+    assert steps["eval"]["figures"]["items"] > 0 and throughput["figures"]["v2_tokens_per_s_per_gpu"] > 0
+    assert throughput["figures"]["v3_over_v2"] > 0 and throughput["checks"]["packed_rows_kept_apart"]
+    assert throughput["checks"]["packed_row_loss_equals_alone"]
+    assert {"bf16", "optimizer", "plugins"} <= set(results["substitutions"])
     assert "| dpo | passed |" in (tmp_path / "out/results.md").read_text()
