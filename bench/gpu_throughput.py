@@ -68,6 +68,9 @@ MODES = {  # mode: (recipe, keys set on top of it)
 }
 ALLOC_CONF = "expandable_segments:True"  # what the launcher sets for every training process
 LIGER = "axolotl.integrations.liger.LigerPlugin"
+# A recipe's keys for a real run on a cluster (held-out eval, hub revision, wandb, checkpoints): a timed run drops them
+CLUSTER_ONLY = ("test_datasets", "revision_of_model", "wandb_project", "wandb_log_model", "evals_per_epoch",
+                "save_steps", "save_total_limit", "auto_resume_from_checkpoints")
 
 
 def llama_config(shape: Shape) -> Any:
@@ -155,8 +158,7 @@ def bench_config(mode: str, work: Path, steps: int, tiny: bool, attention: str |
     config = yaml.safe_load(recipe.read_text(encoding="utf-8")) | keys
     if config.get("peft_trainable_token_indices"):  # the recipe's token rows, as our tokenizer numbers them
         config["peft_trainable_token_indices"] = token_rows(config, work / "model")
-    for key in ("test_datasets", "revision_of_model", "wandb_project", "wandb_log_model", "evals_per_epoch",
-                "save_steps", "save_total_limit", "auto_resume_from_checkpoints"):
+    for key in CLUSTER_ONLY:
         config.pop(key, None)
     plugins = [*(config.get("plugins") or []), "bench.throughput_plugin.ThroughputPlugin"]
     if probe and config.get("sample_packing"):

@@ -19,11 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from launch import batches
+from launch import batches, utilisation
 
-# bench/gpu_throughput.py write_rows(rows=600, median=300, limit=sequence_len, seed=0): the rows every GPU figure
-# in docs/benchmarks.md was measured on (log-normal lengths, sigma 0.6, at least 16 tokens)
-BENCH_ROWS, BENCH_MEDIAN, BENCH_SIGMA, BENCH_SHORTEST = 600, 300, 0.6, 16
+BENCH_ROWS = "bench-600"  # the rows every GPU figure in docs/benchmarks.md was measured on (measured_points.yaml)
 AXOLOTL_DEFAULTS = {"sequence_len": 512, "micro_batch_size": 1}  # Axolotl 0.19's schema, for a recipe without them
 CARD_TOLERANCE = 0.25  # a packed step's examples may differ this much from the card's batch (the mean is an average)
 
@@ -77,11 +75,10 @@ class PackedBatch:
 
 
 def bench_rows(sequence_len: int) -> batches.Rows:
-    """The bench's rows' lengths, drawn as bench/gpu_throughput.py write_rows draws them."""
-    rng = np.random.default_rng(0)
-    lengths = np.clip(rng.lognormal(np.log(BENCH_MEDIAN), BENCH_SIGMA, BENCH_ROWS).astype(int), BENCH_SHORTEST,
-                      sequence_len)
-    return batches.Rows(lengths, BENCH_ROWS, 1.0, "bench/gpu_throughput.py write_rows")
+    """The bench's rows' lengths (bench/gpu_throughput.py write_rows, as the measured points record them), at most
+    ``sequence_len`` tokens."""
+    rows = utilisation.row_set(BENCH_ROWS)
+    return batches.Rows(np.minimum(rows.lengths, sequence_len), rows.count, rows.labelled, rows.source)
 
 
 def mixture_tokens(config: dict[str, Any], root: Path) -> tuple[Path, dict[str, Any] | None, int]:
@@ -104,8 +101,8 @@ def row_lengths(config: dict[str, Any], root: Path) -> tuple[batches.Rows, float
         rows = bench_rows(sequence_len)
         why = "is not built" if tokens is None else "has no token lengths"
         return rows, float(rows.lengths.mean()), (
-            f"{manifest.parent} {why}, so the mean is that of the bench's rows ({rows.source}: {BENCH_ROWS} "
-            f"log-normal rows, median {BENCH_MEDIAN}, at most {sequence_len} tokens)")
+            f"{manifest.parent} {why}, so the mean is that of the bench's rows ({rows.source}, at most "
+            f"{sequence_len} tokens)")
     rows = batches.from_percentiles(tokens, count, str(manifest))
     if tokens.get("mean"):
         return rows, float(tokens["mean"]), f"mean from {manifest}"

@@ -95,14 +95,24 @@ def point_config(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.cache
+def points_file(path: Path = POINTS) -> dict[str, Any]:
+    """measured_points.yaml as read: its row sets and points."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def row_set(name: str, path: Path = POINTS) -> batches.Rows:
+    """A row set the points were measured on ("bench-600": bench/gpu_throughput.py write_rows' lengths)."""
+    entry = points_file(path)["rows"][name]
+    return batches.Rows(np.array(entry["lengths"]), len(entry["lengths"]), float(entry.get("labelled", 1.0)),
+                        entry.get("source", name))
+
+
+@functools.cache
 def load(path: Path = POINTS) -> tuple[Point, ...]:
     """Every measured point with the utilisation it implies."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     found = []
-    for entry in data["points"]:
-        rows_entry = data["rows"][entry["rows"]]
-        rows = batches.Rows(np.array(rows_entry["lengths"]), len(rows_entry["lengths"]),
-                            float(rows_entry.get("labelled", 1.0)), entry["rows"])
+    for entry in points_file(path)["points"]:
+        rows = row_set(entry["rows"], path)
         config, shape = point_config(entry), est.MODELS[entry["model"]]
         n_lora = est.lora_params(shape, int(config["lora_r"]), config.get("lora_target_modules") or est.LINEAR_NAMES)
         batch = batches.micro_batch(rows, config)

@@ -25,7 +25,7 @@ import torch
 import yaml
 from helpers import ROOT
 
-from bench.gpu_throughput import cpu_config, token_rows
+from bench.gpu_throughput import CLUSTER_ONLY, cpu_config, token_rows
 
 pytestmark = pytest.mark.slow
 RECIPE = ROOT / "recipes/openbiollm-8b/v3/sft.yaml"
@@ -35,8 +35,7 @@ def v3_on_cpu(model: Path, data: Path, out: Path, steps: int, plugins: list[str]
     """The v3 SFT recipe on the tiny model and data, CPU substitutions only; returns the config's path."""
     config = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))
     config["peft_trainable_token_indices"] = token_rows(config, model)
-    for key in ("test_datasets", "revision_of_model", "wandb_project", "wandb_log_model", "evals_per_epoch",
-                "save_steps", "save_total_limit", "auto_resume_from_checkpoints"):
+    for key in CLUSTER_ONLY:
         config.pop(key, None)
     config["datasets"][0]["path"] = str(data)
     config |= {"base_model": str(model), "sequence_len": 2048, "val_set_size": 0, "max_steps": steps,
