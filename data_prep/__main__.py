@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from common import progress, quiet
@@ -33,9 +34,23 @@ def run_convert(args: argparse.Namespace) -> None:
         print(f"  {count:>6}  {reason}")
 
 
-def run_build(args: argparse.Namespace) -> None:
-    from data_prep.build import build  # dedup's MinHash and the tokenizer: only when building, not for --help
+def build_header(mixture_path: Path, mixture: dict, out: Path) -> list[str]:
+    """The mixture, its sources per kind (input files), the output folder."""
+    lines = [f"data build of {mixture_path} ({mixture.get('name')} v{mixture.get('version')}) -> {out}/"]
+    for kind in ("sft", "dpo"):
+        entries = mixture.get(kind) or []
+        names = list(dict.fromkeys(entry["source"] for entry in entries))
+        files = sum(len(entry["inputs"]) for entry in entries)
+        if entries:
+            lines.append(f"  {kind}: {files} input files from {', '.join(names)}")
+    return lines
 
+
+def run_build(args: argparse.Namespace) -> None:
+    from data_prep.build import build, load_mixture  # dedup's MinHash and the tokenizer: not for --help
+
+    start = time.monotonic()
+    print("\n".join(build_header(args.mixture, load_mixture(args.mixture), args.out)), flush=True)
     manifest = build(args.mixture, args.out, args.tokenizer, args.workers)
     for kind, record in manifest["kinds"].items():
         print(f"{kind}: " + ", ".join(f"{name} {o['rows']}" for name, o in record["outputs"].items()))
@@ -47,6 +62,8 @@ def run_build(args: argparse.Namespace) -> None:
         print(describe(manifest["benchmarks"]))
     rejects = manifest["rejects"]
     print(f"left out: {rejects['rows']} rows {rejects['by_stage']} -> {args.out / 'rejects.jsonl'}")
+    print(f"data build done in {progress.clock(time.monotonic() - start)}: {args.out / 'manifest.json'}; "
+          "next: make sft")
 
 
 def main(argv: list[str] | None = None) -> None:

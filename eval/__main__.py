@@ -6,7 +6,8 @@
     python -m eval report RESULTS... [--out report.md] a table against the model card, with a chart
 
 Bad input ends with one line naming the file or option (exit 2); --debug shows the traceback.
-Every command takes --quiet (no progress) and --verbose (third-party import noise too, common/quiet.py).
+Every command takes --quiet (no progress) and --verbose (third-party import noise too, common/quiet.py;
+for `run`, lm-eval's own output on the terminal as well as in its log).
 """
 
 from __future__ import annotations

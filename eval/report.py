@@ -1,11 +1,12 @@
 """Our eval runs beside the OpenBioLLM model card's table, with a bar chart.
 
-    python -m eval report runs/<id> [RESULTS...] [--out report.md]
+    python -m eval report runs/<id> [RESULTS...] [--out report.md] [--brief]
 
 RESULTS are results.json files from `python -m eval run`, or run folders holding eval/results.json.
 Writes the card's nine columns plus Avg (our runs first, then the published rows of eval/published.yaml)
 to report.md (default: beside the first results.json), the chart to report.png beside it, and prints
-the table. Published cells no whole number of test items can give are flagged.
+the table (with --brief, for ``make eval``: each run's Avg and where the report is).
+Published cells no whole number of test items can give are flagged.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Score:
 
 
 @dataclass
-class Run:
+class ScoredRun:
     name: str
     path: Path
     summary: dict
@@ -64,7 +65,7 @@ def results_file(arg: str) -> Path:
     raise BadInput(f"{path}: no results.json here (write one with `python -m eval run`)")
 
 
-def load_run(path: Path) -> Run:
+def load_run(path: Path) -> ScoredRun:
     """One results.json's summary: accuracy, standard error and item count per task."""
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
@@ -93,14 +94,14 @@ def load_run(path: Path) -> Run:
         else:  # lm-eval writes "N/A" when it has none; this is its formula (lm_eval.api.metrics.mean_stderr)
             scores[task] = Score(acc, math.sqrt(acc * (1 - acc) / (n - 1)) if n > 1 else None, n, True)
     name = summary.get("run_id") or Path(str(summary.get("model") or path.parent)).name
-    return Run(name, path, summary, scores, others)
+    return ScoredRun(name, path, summary, scores, others)
 
 
 def interval(se: float | None) -> str:
     return "± ?" if se is None else f"± {100 * Z95 * se:.1f}"
 
 
-def our_cells(run: Run) -> list[str]:
+def our_cells(run: ScoredRun) -> list[str]:
     """The nine cells and Avg of one of our runs: accuracy ± 95% half-width, n where not the full set."""
     cells = []
     for task, (_, full) in TASKS.items():
@@ -115,7 +116,7 @@ def our_cells(run: Run) -> list[str]:
     return [*cells, avg if done == len(TASKS) else f"{avg} (partial: {done}/{len(TASKS)} tasks)"]
 
 
-def average(run: Run) -> tuple[float, float | None]:
+def average(run: ScoredRun) -> tuple[float, float | None]:
     """Plain mean accuracy over the tasks present, and its standard error (the tasks' taken as independent)."""
     present = list(run.scores.values())
     ses = [s.se for s in present]
@@ -123,7 +124,7 @@ def average(run: Run) -> tuple[float, float | None]:
     return sum(s.acc for s in present) / len(present), se
 
 
-def render(runs: list[Run], source: dict, rows: list[Published], chart_name: str,
+def render(runs: list[ScoredRun], source: dict, rows: list[Published], chart_name: str,
            published: Path = PUBLISHED) -> tuple[str, list[str]]:
     """The report's markdown, and the stdout warning lines (empty unless a pipeline check)."""
     checks = [r.name for r in runs if r.summary.get("pipeline_check")]
@@ -175,7 +176,7 @@ def render(runs: list[Run], source: dict, rows: list[Published], chart_name: str
     return "\n".join(out), warning
 
 
-def chart_series(runs: list[Run], rows: list[Published]) -> list[chart.Series]:
+def chart_series(runs: list[ScoredRun], rows: list[Published]) -> list[chart.Series]:
     """Our runs (with 95% half-widths; Avg only when complete) and the chart's published rows, in percent."""
     series: list[chart.Series] = []
     for r in runs:
@@ -188,11 +189,22 @@ def chart_series(runs: list[Run], rows: list[Published]) -> list[chart.Series]:
     return series
 
 
+def brief_lines(runs: list[ScoredRun], rows: list[Published], warning: list[str], out: Path, png: Path) -> list[str]:
+    """The pipeline-check warning, each run's Avg beside the chart's published rows, and where the report is."""
+    card = ", ".join(f"{p.name} {p.avg}" for p in rows if p.name in CHART_ROWS)
+    lines = [f"WARNING: {line.replace('**', '')}" for line in warning]
+    lines += [f"  {r.name}: Avg {our_cells(r)[-1]} (accuracy %, ± 95% interval)" + (f"; on the card: {card}" if card
+              else "") for r in runs]
+    return [*lines, f"report: {out} and {png} (beside the card's {len(rows)} published rows)"]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m eval report", description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="+", help="results.json files, or run folders holding eval/results.json")
     parser.add_argument("--out", type=Path, help="report path (default: report.md beside the first results.json)")
     parser.add_argument("--published", type=Path, default=PUBLISHED, help="the published table (default: %(default)s)")
+    parser.add_argument("--brief", action="store_true",
+                        help="print each run's Avg and where the report is, not the whole table (make eval)")
     args = parser.parse_args(argv)
     try:
         runs = [load_run(results_file(arg)) for arg in args.results]
@@ -210,6 +222,9 @@ def main(argv: list[str] | None = None) -> None:
     chart.draw([label for label, _ in TASKS.values()] + ["Avg"], chart_series(runs, rows), png, title)
     with atomic_writer(out) as handle:
         handle.write(text + "\n")
+    if args.brief:
+        print("\n".join(brief_lines(runs, rows, warning, out, png)))
+        return
     for line in warning:
         print(f"WARNING: {line.replace('**', '')}\n")
     print(text.split("\n\n![")[0])

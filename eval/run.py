@@ -12,6 +12,11 @@ output folder and the result is marked a PIPELINE CHECK: a few items per task, n
 Writes OUT/tasks/ (the task YAMLs as run, with absolute data paths), OUT/samples/<task>.jsonl
 (lm-eval's per-sample log) and, last, OUT/results.json (lm-eval's results plus ``summary``).
 Defaults match the Open Medical-LLM Leaderboard: zero-shot, acc, no chat template (docs/eval.md).
+
+The terminal gets a header, one progress line per step (load model and data, evaluate), the accuracy
+table and what to run next; what lm-eval, transformers, datasets and torch print goes to ``<run>/logs/eval.log``
+(``OUT/logs/eval.log`` for a model that is not a run; ``--verbose`` shows it here too). A failure there
+ends with its cause in one line, the log's last lines and its path (exit 1).
 """
 
 from __future__ import annotations
@@ -22,10 +27,15 @@ import json
 import math
 import re
 import sys
+import textwrap
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from common import quiet
+from common.capture import output_to_log
 from common.files import atomic_writer, sha256_file, write_json_atomic
+from common.progress import StepLine, clock
 from common.rundir import MANIFEST, latest_run, now, read_manifest
 from common.secrets import redact, secret_values
 from eval.benchmarks import TASKS
@@ -40,6 +50,7 @@ from eval.prepare import prepare
 
 DEFAULT_BENCHMARKS = Path("data/benchmarks")
 CPU_BATCH_SIZE = 8
+LOG = Path("logs/eval.log")  # under the run folder, else under the output folder
 PIPELINE_CHECK_BANNER = (
     "=" * 78 + "\n"
     "PIPELINE CHECK, NOT A BENCHMARK: no benchmark is prepared under {benchmarks}/, so this run uses the\n"
@@ -130,26 +141,21 @@ def json_safe(obj: Any, secrets: list[str]) -> Any:
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    """Resolve model and benchmarks, run lm-eval, write samples then results.json; return the results."""
+    """Resolve model and benchmarks, run lm-eval (its output to the log), write samples then results.json."""
+    start = time.monotonic()
     model, run = resolve_model(args.model, args.runs_dir)
     if args.out is None and run is None:
         raise SystemExit(f"--model {model} is not a run folder: pass --out DIR for its results")
     out = (args.out or run / "eval").resolve()
+    margs = model_args(args, model)
     benchmarks, names, pipeline_check = select_benchmarks(args, out)
     tasks_dir = render_tasks(benchmarks, out / "tasks", names)
     limit = None if args.limit is None else int(args.limit) if args.limit >= 1 else args.limit
-    print(f"evaluating {model} on {', '.join(names)} ({args.backend}, zero-shot"
-          f"{', chat template' if args.chat_template else ''}) -> {out}", flush=True)
-    import lm_eval
-    from lm_eval.tasks import TaskManager
-
+    log = (run or out) / LOG
+    print("\n".join(eval_header(args, model, run, benchmarks, names, pipeline_check, out, log)), flush=True)
     started = now()
-    results = lm_eval.simple_evaluate(
-        model=args.backend, model_args=model_args(args, model), tasks=[TASKS[n].lm_eval_task for n in names],
-        num_fewshot=0, batch_size=args.batch_size, device=args.device, limit=limit, log_samples=True,
-        apply_chat_template=args.chat_template, fewshot_as_multiturn=False,
-        task_manager=TaskManager(include_path=str(tasks_dir), include_defaults=False),
-    )
+    with output_to_log(log, "eval run", tee=quiet.VERBOSE, title=f"eval run of {model}") as terminal:
+        results = run_lm_eval(args, margs, names, tasks_dir, limit, terminal)
     secrets = secret_values()
     for name, samples in samples_by_task(results.pop("samples"), names).items():
         with atomic_writer(out / "samples" / f"{name}.jsonl") as handle:
@@ -165,17 +171,129 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                                       "sha256": sha256_file(benchmarks / f"{n}.jsonl")} for n in names}
     results["timing"] = {"started_at": started, "ended_at": now()}
     write_json_atomic(out / "results.json", results)
-    print_summary(results["summary"], out)
-    if pipeline_check:
-        print(PIPELINE_CHECK_BANNER.format(benchmarks=args.benchmarks or DEFAULT_BENCHMARKS), flush=True)
+    print("\n".join(eval_footer(results["summary"], out, run, log, time.monotonic() - start)), flush=True)
     return results
 
 
-def print_summary(summary: dict[str, Any], out: Path) -> None:
-    """One line per task: accuracy, standard error, items."""
-    for name, row in summary["tasks"].items():
-        print(f"  {name:<28} acc {row['acc']:.4f} ± {row['stderr']:.4f}  (n={row['n']})")
-    print(f"results: {out / 'results.json'}; per-sample logs: {out / 'samples'}/")
+def run_lm_eval(args: argparse.Namespace, margs: dict[str, Any], names: list[str], tasks_dir: Path,
+                limit: int | float | None, terminal: TextIO) -> dict[str, Any]:
+    """Load the model, then lm-eval's ``simple_evaluate`` on it, with two progress lines on ``terminal``."""
+    with EvalProgress(terminal) as progress:
+        import lm_eval
+        from lm_eval.api.registry import get_model
+        from lm_eval.tasks import TaskManager
+
+        lm = get_model(args.backend).create_from_arg_obj(margs, {"batch_size": args.batch_size,
+                                                                 "device": args.device})
+        progress.watch(lm)
+        results = lm_eval.simple_evaluate(
+            model=lm, model_args=margs, tasks=[TASKS[n].lm_eval_task for n in names], num_fewshot=0,
+            batch_size=args.batch_size, device=args.device, limit=limit, log_samples=True,
+            apply_chat_template=args.chat_template, fewshot_as_multiturn=False,
+            task_manager=TaskManager(include_path=str(tasks_dir), include_defaults=False),
+        )
+    results["config"]["model"] = args.backend  # what lm-eval records when it loads the model itself
+    return results
+
+
+class EvalProgress:
+    """``load model and data`` until lm-eval hands the model its requests, then ``evaluate``: requests answered.
+
+    It counts through the cache hook lm-eval's models call once per answered request (``add_partial``).
+    """
+
+    def __init__(self, terminal: TextIO) -> None:
+        self.terminal, self.done, self.shown, self.hook = terminal, 0, 0.0, None
+        self.line = StepLine("load model and data", unit="", stream=terminal)
+
+    def __enter__(self) -> EvalProgress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.line.close("stopped" if kind else "done")
+
+    def watch(self, lm: Any) -> None:
+        """Count ``lm``'s answered requests, out of those handed to it so far."""
+        self.hook = lm.cache_hook
+        lm.set_cache_hook(self)
+        for kind in ("loglikelihood", "generate_until"):
+            method = getattr(lm, kind, None)
+            if method is not None:
+                setattr(lm, kind, self.counted(method))
+
+    def counted(self, method: Any) -> Any:
+        """``method`` (``lm.loglikelihood``), first announcing how many requests it gets."""
+        def handed(requests: list, *rest: Any, **named: Any) -> Any:
+            if self.line.name != "evaluate":
+                self.line.close("done")
+                self.line = StepLine("evaluate", total=len(requests), unit="requests", stream=self.terminal)
+            else:
+                self.line.update(total=self.done + len(requests))
+            return method(requests, *rest, **named)
+
+        return handed
+
+    def add_partial(self, attr: str, req: Any, res: Any) -> None:
+        """lm-eval's cache hook: one request answered."""
+        if self.hook is not None:
+            self.hook.add_partial(attr, req, res)
+        self.done += 1
+        if time.monotonic() - self.shown >= 0.5 or self.done == self.line.total:
+            self.shown = time.monotonic()
+            self.line.update(self.done)
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the current folder when inside it (shorter lines), else absolute."""
+    path = path.resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def row_count(path: Path) -> int:
+    """Non-blank lines of a prepared ``<task>.jsonl``."""
+    with open(path, encoding="utf-8") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def eval_header(args: argparse.Namespace, model: str, run: Path | None, benchmarks: Path, names: list[str],
+                pipeline_check: bool, out: Path, log: Path) -> list[str]:
+    """What is evaluated, on which benchmarks (rows each), how, and where results and the log go."""
+    rows = {name: row_count(benchmarks / f"{name}.jsonl") for name in names}
+    what = f"{shown_path(run)}/ (its merged model)" if run else model
+    kind = "bundled fixtures, a PIPELINE CHECK" if pipeline_check else "prepared"
+    limit = f", at most {args.limit:g} per task" if args.limit is not None else ""
+    listing = [part.replace("\xa0", " ")  # a task and its count stay on one line
+               for part in textwrap.wrap(", ".join(f"{n}\xa0{k}" for n, k in rows.items()), width=104)]
+    return [f"eval of {what}",
+            f"  benchmarks  {how_many(len(rows), 'task')}, {how_many(sum(rows.values()), 'row')} ({kind}) in "
+            f"{shown_path(benchmarks)}/", *(f"              {part}" for part in listing),
+            f"  settings    {args.backend} on {args.device or 'its default device'}, zero-shot, batch size "
+            f"{args.batch_size}{', chat template' if args.chat_template else ''}{limit}",
+            f"  results     {shown_path(out)}/ (lm-eval's own output: {shown_path(log)})"]
+
+
+def how_many(count: int, noun: str) -> str:
+    """``1 task``, ``9 tasks``."""
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
+def stderr_words(stderr: float | None) -> str:
+    """``0.2108``, or ``?`` where lm-eval gave none (a single item)."""
+    return "?" if stderr is None else f"{stderr:.4f}"
+
+
+def eval_footer(summary: dict[str, Any], out: Path, run: Path | None, log: Path, seconds: float) -> list[str]:
+    """The accuracy table, the pipeline-check reminder, wall time, outputs and the next command."""
+    lines = [f"  {name:<28} acc {row['acc']:.4f} ± {stderr_words(row['stderr'])}  (n={row['n']})"
+             for name, row in summary["tasks"].items()]
+    if summary["pipeline_check"]:
+        lines.append("PIPELINE CHECK, NOT A BENCHMARK: bundled fixture items only; `make benchmarks` prepares the "
+                     "nine test sets")
+    report = shown_path(run) if run else shown_path(out / "results.json")
+    return [*lines, f"eval done in {clock(seconds)}",
+            f"  results     {shown_path(out / 'results.json')}, per-sample logs {shown_path(out / 'samples')}/",
+            f"  log         {shown_path(log)} (lm-eval's own output; --verbose shows it here too)",
+            f"  next        python -m eval report {report}   (the table beside the model card)"]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -161,12 +161,26 @@ def test_rows_over_sequence_len_are_left_out_with_their_length(built):
     assert all(r["reason"].endswith("tokens is over sequence_len 512") for r in too_long)
 
 
-def test_cli_builds_the_default_mixture(tmp_path, tiny_llama3):
+def test_cli_builds_the_default_mixture_and_says_so_in_a_few_lines(tmp_path, tiny_llama3):
     done = subprocess.run([sys.executable, "-m", "data_prep", "build", str(MIXTURE), "--out", str(tmp_path),
                            "--tokenizer", str(tiny_llama3)],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "manifest.json").is_file() and "sft: sft.jsonl" in done.stdout
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    lines = done.stdout.splitlines() + done.stderr.splitlines()
+    assert 1 + len(lines) <= 40, done.stdout + done.stderr  # with make's echoed command: `make data` in 40 lines
+    assert "\r" not in done.stdout + done.stderr
+    out = done.stdout.splitlines()
+    assert out[0] == f"data build of {MIXTURE} (default v1) -> {tmp_path}/"
+    mixture = yaml.safe_load(MIXTURE.read_text())
+    for kind in ("sft", "dpo"):  # the header: each kind's input files and sources
+        files = sum(len(entry["inputs"]) for entry in mixture[kind])
+        assert any(line.startswith(f"  {kind}: {files} input files from {mixture[kind][0]['source']}") for line in out)
+        rows = manifest["kinds"][kind]["outputs"]
+        assert f"{kind}: {kind}.jsonl {rows[f'{kind}.jsonl']['rows']}, {kind}.validation.jsonl " \
+               f"{rows[f'{kind}.validation.jsonl']['rows']}" in out
+    assert f"left out: {manifest['rejects']['rows']} rows" in done.stdout and str(tmp_path / "rejects.jsonl") in out[-2]
+    assert out[-1].startswith("data build done in ") and out[-1].endswith("; next: make sft")
 
 
 def test_a_mixture_decontaminates_against_the_benchmarks_present_with_allow_partial(tmp_path):
