@@ -8,6 +8,7 @@
 #   make sft SLURM=launch/clusters/<name>.yaml NODES=2   submit to SLURM (make all SLURM=...: the whole chain)
 #   make reproduce RUN=runs/<id>  re-run a finished run from its manifest, compare -> runs/<time>-<stage>-<recipe>-repro/
 #   make test                     lint + the whole test suite (real Axolotl on a tiny model)
+#   make sft VERBOSE=1            stream the trainer's own output too (it is always in runs/<id>/logs/)
 #   make check-models             compare base_model_configs/ with the hub at the pinned revisions (online, HF_TOKEN)
 #   make gpu-wheels               the wheels bench/gpu_check.py needs on a bare GPU machine -> .whl/ (docs/gpu-check.md)
 #   make sft RECIPE=recipes/<model>/v<N>/sft.yaml   any other recipe
@@ -56,18 +57,20 @@ lock: $(STAMP)
 model: $(MODEL_DIR)/source.json
 
 $(MODEL_DIR)/source.json: | $(STAMP)
-	$(PY) -m launch.embedded_model --out $(MODEL_DIR)
+	$(PY) -m launch.preflight.embedded_model --out $(MODEL_DIR)
 
 # The default mixture: every bundled source, converted, deduplicated, decontaminated, split.
 data: $(DATA_DIR)/manifest.json
 
 $(DATA_DIR)/manifest.json: $(MIXTURE) $(wildcard data_prep/*.py data_prep/sources/*.py data_prep/samples/* data/default/*) | $(STAMP) model
-	$(PY) -m data_prep build $(MIXTURE) --out $(DATA_DIR)
+	$(PY) -m data_prep build $(MIXTURE) --out $(DATA_DIR) $(VERBOSE_FLAG)
 
 # SLURM=launch/clusters/<name>.yaml submits to SLURM instead of running here; NODES, GPUS (per node) and
-# CPU_PROCS set how many training processes (launch/distributed.py).
+# CPU_PROCS set how many training processes (launch/submit/distributed.py).
+# VERBOSE=1 streams what Axolotl, transformers, lm-eval and torchrun print (always in runs/<id>/logs/).
+VERBOSE_FLAG = $(if $(VERBOSE),--verbose)
 LAUNCH_FLAGS = $(if $(SLURM),--slurm $(SLURM)) $(if $(NODES),--nodes $(NODES)) \
-	$(if $(GPUS),--gpus-per-node $(GPUS)) $(if $(CPU_PROCS),--cpu-procs $(CPU_PROCS))
+	$(if $(GPUS),--gpus-per-node $(GPUS)) $(if $(CPU_PROCS),--cpu-procs $(CPU_PROCS)) $(VERBOSE_FLAG)
 
 sft: RECIPE ?= $(DEFAULT)/sft.yaml
 sft: $(STAMP) model data
@@ -78,7 +81,7 @@ dpo: $(STAMP) model data
 	$(PY) -m launch dpo $(RECIPE) $(if $(SFT),--parent $(SFT)) $(LAUNCH_FLAGS)
 
 # Here: sft, dpo, eval and the report. With SLURM=...: data, sft, merge, dpo, merge, eval as dependent jobs
-# (launch/chain.py).
+# (launch/submit/chain.py).
 all: $(if $(SLURM),$(STAMP))
 ifdef SLURM
 	$(PY) -m launch chain $(LAUNCH_FLAGS)
@@ -97,10 +100,8 @@ benchmarks: $(STAMP)
 # none are prepared), then the report beside the model card. RUN=runs/<id> picks the run (default: the latest,
 # dpo over sft); EVAL_ARGS passes more, e.g. EVAL_ARGS="--tasks pubmedqa --limit 50".
 eval: $(STAMP)
-	@ls data/benchmarks/*.jsonl >/dev/null 2>&1 || echo "no benchmarks under data/benchmarks/: \`make benchmarks\`" \
-	  "(python -m eval prepare --all --out data/benchmarks) prepares all nine; running the pipeline check"
-	$(PY) -m eval run $(if $(RUN),--model $(RUN)) $(EVAL_ARGS)
-	$(PY) -m eval report $(or $(RUN),$$(ls -td runs/*/eval/results.json | head -1))
+	$(PY) -m eval run $(if $(RUN),--model $(RUN)) $(VERBOSE_FLAG) $(EVAL_ARGS)
+	$(PY) -m eval report --brief $(or $(RUN),$$(ls -td runs/*/eval/results.json | head -1))
 
 # Same recipe, data, model as recorded (refused otherwise), then the same stage; compares data hash and losses.
 # ARGS=--allow-recipe-change runs a recipe that changed since.
@@ -118,11 +119,11 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
 # The base models' small config files that `launch check` resolves recipes with: compare them with the hub
-# (needs the network and HF_TOKEN for the gated Llama-3 repositories); `$(PY) -m launch.base_models --write`
+# (needs the network and HF_TOKEN for the gated Llama-3 repositories); `$(PY) -m launch.preflight.base_models --write`
 # replaces them.
 .PHONY: check-models
 check-models: $(STAMP)
-	HF_HUB_OFFLINE=0 $(PY) -m launch.base_models
+	HF_HUB_OFFLINE=0 $(PY) -m launch.preflight.base_models
 
 # cp312 manylinux wheels for the one-command GPU check (bench/gpu_check.py): prints them with sizes, fails when
 # they and the working tree exceed the device tool's 64 MiB.

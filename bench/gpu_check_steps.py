@@ -22,7 +22,7 @@ import yaml
 from bench import gpu_throughput
 from bench.llama3_tokenizer import build_llama3_tokenizer, corpus_from
 from common.rundir import MANIFEST, read_manifest
-from launch.estimates import Shape
+from launch.preflight.estimates import Shape
 
 ROOT = Path(__file__).resolve().parents[1]
 SFT_DATA, DPO_DATA = ROOT / "data/default/sft.jsonl", ROOT / "data/default/dpo.jsonl"

@@ -19,7 +19,7 @@ flash_attention_2 becomes sdpa where flash-attn is not installed (results.json r
 really ran). Every mode runs with PYTORCH_ALLOC_CONF=expandable_segments:True, as the launcher sets it.
 ``bench/throughput_plugin.py`` (an Axolotl plugin, listed in each run's config) counts trained tokens (labels not
 -100) at every step, times the steps after --warmup, and writes tokens/s per GPU, peak memory and the attention
-run to the JSON named by BENCH_RESULT. MFU = tokens/s x model FLOPs per token (launch/estimates.py, at the rows'
+run to the JSON named by BENCH_RESULT. MFU = tokens/s x model FLOPs per token (preflight/estimates.py, at the rows'
 mean length) / the GPU's dense bf16 peak. Beside each figure: ``launch plan --json``'s prediction for the same
 config and rows, and the measured / predicted ratio. ``--probe`` adds bench/packing_probe.py to the packed modes:
 each row's loss packed against alone, on the first batch. The figures go to docs/benchmarks.md.
@@ -42,9 +42,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.llama3_tokenizer import LLAMA3_SPECIAL_TOKENS  # noqa: E402
-from launch import plan  # noqa: E402
-from launch.base_models import model_folder  # noqa: E402
-from launch.estimates import MODELS, Shape, flops_per_token, lora_params  # noqa: E402
+from launch.preflight import plan  # noqa: E402
+from launch.preflight.base_models import model_folder  # noqa: E402
+from launch.preflight.estimates import MODELS, Shape, flops_per_token, lora_params  # noqa: E402
 
 
 def latest_recipe(model: str, stage: str) -> Path:

@@ -16,33 +16,14 @@ import argparse
 import sys
 import traceback
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 from common import quiet
 from common.errors import InputError, positive_int
-from common.rundir import check_run_id, new_run_id, write_manifest
-from launch import slurm
-from launch.distributed import Topology, topology
-from launch.pinning import resolve_base_model
-from launch.registry import FOLLOWUPS
-from launch.stage import (
-    STAGE_PARENT,
-    STAGE_STEPS,
-    StageRun,
-    load_recipe,
-    open_run,
-    parent_record,
-    run_stage,
-)
-
-
-def parse_override(text: str) -> tuple[str, object]:
-    """``key.path=value`` with the value read as YAML (``2`` is an int, ``[a, b]`` a list)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--set takes KEY=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
+from launch.lifecycle.config import parse_override
+from launch.lifecycle.run import StageRun
+from launch.lifecycle.topology import topology
+from launch.registry import FOLLOWUPS, STAGE_STEPS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -69,73 +50,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def job_command(args: argparse.Namespace, topo: Topology, run_id: str | None) -> list[str]:
-    """What the batch job runs: this launcher, on the run folder made at submission, without --slurm."""
-    if args.stage in FOLLOWUPS:
-        return ["python", "-m", "launch", args.stage, str(args.recipe)]
-    command = ["python", "-m", "launch", args.stage, str(args.recipe), "--run-id", str(run_id),
-               "--runs-dir", str(args.runs_dir), "--nodes", str(topo.nodes)]
-    command += ["--gpus-per-node", str(topo.procs_per_node)] if topo.device == "gpu" else \
-        ["--cpu-procs", str(topo.procs_per_node)]
-    return command + (["--skip-merge"] if args.skip_merge else [])
-
-
-def pin_base_model(args: argparse.Namespace, request: StageRun) -> dict | None:
-    """Resolve the recipe's base model to a commit before a SLURM submission (launch/pinning.py).
-
-    A resolved commit becomes the run's ``revision_of_model``, so every attempt loads the same weights.
-    A DPO stage starts from a run of ours (its parent's merged model), pinned by that run's records.
-    """
-    if request.stage in STAGE_PARENT:
-        return None
-    config = load_recipe(request.recipe, request.overrides)
-    pin = resolve_base_model(config, allow_unpinned=args.allow_unpinned or args.dry_run)
-    if pin["how"] == "resolved":
-        request.overrides["revision_of_model"] = pin["commit"]
-    print(f"base model {pin['base_model']}: {pin['how']}" + (f" at {pin['commit']}" if pin["commit"] else "")
-          + (f" ({pin['reason']})" if pin.get("reason") else ""), file=sys.stderr)
-    if pin["how"] == "unpinned" and not args.allow_unpinned:
-        print("a real submission refuses this without --allow-unpinned", file=sys.stderr)
-    return pin
-
-
-def submit_stage(args: argparse.Namespace, request: StageRun | None) -> str | None:
-    """Create (unless a dry run) the run folder and submit the stage as one SLURM job."""
-    topo = request.topology if request else topology(1, args.gpus_per_node, None)  # follow-ups: one node
-    root, lock = Path.cwd(), None
-    if request is None:  # merge or eval of an existing run
-        run_dir, run_id = args.recipe, args.recipe.name
-        title = f"{args.stage} of run {run_id}"
-    else:
-        if request.run_id is not None:
-            check_run_id(request.run_id)
-        pin = pin_base_model(args, request)
-        if args.dry_run:  # a chain's dry run names a parent run that no dry run has made
-            if request.parent is not None and request.parent.exists():
-                parent_record(request, pending_ok=True)
-            run_id = request.run_id or new_run_id(args.stage, args.recipe)
-            run_dir = args.runs_dir / run_id
-        else:  # the folder stays locked until the submission is recorded (the job waits for it)
-            run_dir, _, record, lock = open_run(request, submitting=True)
-            run_id = run_dir.name
-            if pin is not None:
-                record["base_model_pin"] = pin
-                write_manifest(run_dir, record)
-        title = f"{args.stage} of {args.recipe} as run {run_id}"
-    try:
-        if not args.dry_run:
-            (run_dir / "logs").mkdir(parents=True, exist_ok=True)  # sbatch does not create the --output folder
-        job = slurm.Job(title=title, job_name=f"{args.stage}-{run_id}"[:64], command=job_command(args, topo, run_id),
-                        topology=topo, log_path=run_dir / f"logs/slurm-{args.stage}-%j.out",
-                        stop_file=run_dir / ".stop", root=root, after=args.after,
-                        train_config=run_dir / "config.yaml" if request else None)
-        return slurm.submit(args.slurm, job, None if args.dry_run else run_dir,
-                            run_dir / f"sbatch-{args.stage}.sh", args.dry_run)
-    finally:
-        if lock is not None:
-            lock.release()
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     quiet.VERBOSE = quiet.VERBOSE or args.debug  # --debug: the trainer's traceback too (an out-of-memory's)
@@ -154,21 +68,31 @@ def run(args: argparse.Namespace) -> None:
     """Start or submit what ``args`` ask for."""
     if args.dry_run and not args.slurm:
         raise InputError("--dry-run prints the sbatch script: it needs --slurm CLUSTER.yaml")
-    if args.stage in FOLLOWUPS:
-        if args.slurm:
-            submit_stage(args, None)
-        else:
-            from launch.followup import run_followup
-
-            run_followup(args.stage, args.recipe, Path.cwd())
-        return
-    request = StageRun(stage=args.stage, recipe=args.recipe, runs_dir=args.runs_dir, run_id=args.run_id,
-                       parent=args.parent, overrides=dict(args.overrides), root=Path.cwd(),
-                       topology=topology(args.nodes, args.gpus_per_node, args.cpu_procs), merge=not args.skip_merge)
+    request = None if args.stage in FOLLOWUPS else StageRun(
+        stage=args.stage, recipe=args.recipe, runs_dir=args.runs_dir, run_id=args.run_id, parent=args.parent,
+        overrides=dict(args.overrides), root=Path.cwd(),
+        topology=topology(args.nodes, args.gpus_per_node, args.cpu_procs), merge=not args.skip_merge)
     if args.slurm:
-        submit_stage(args, request)
+        from launch.submit.submission import submit_stage
+
+        submit_stage(submission(args), request)
+    elif request is None:
+        from launch.runner.followup import run_followup
+
+        run_followup(args.stage, args.recipe, Path.cwd())
     else:
+        from launch.runner.stage import run_stage
+
         run_stage(request)
+
+
+def submission(args: argparse.Namespace) -> Any:
+    """The command line's SLURM submission (launch/submit/submission.py)."""
+    from launch.submit.submission import Submission
+
+    return Submission(stage=args.stage, target=args.recipe, cluster=args.slurm, runs_dir=args.runs_dir,
+                      gpus_per_node=args.gpus_per_node, after=args.after, dry_run=args.dry_run,
+                      skip_merge=args.skip_merge, allow_unpinned=args.allow_unpinned)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ reads each stage's steps and parent from it. It imports nothing, so ``--help`` a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_RECIPES = Path("recipes/smollm2-135m/v1")  # what make sft, make dpo and the SLURM chain run by default
 
 
 @dataclass(frozen=True)
@@ -20,7 +23,7 @@ class Command:
     module: str = "launch.cli"
     steps: tuple[str, ...] = ()  # a stage: its Axolotl CLI steps, run in order on the resolved config
     parent: str | None = None  # a stage: the stage whose run's merged model it starts from
-    followup: bool = False  # runs on an existing run folder (launch/followup.py)
+    followup: bool = False  # runs on an existing run folder (launch/runner/followup.py)
 
 
 TABLE = (
@@ -30,12 +33,13 @@ TABLE = (
     Command("merge", "runs/<id>", "merge a run's adapter into runs/<id>/merged/", followup=True),
     Command("eval", "runs/<id>", "zero-shot lm-eval of a finished run's merged model -> runs/<id>/eval/",
             followup=True),
-    Command("check", "RECIPE", "validate a recipe without a GPU or a download", "launch.check"),
-    Command("plan", "RECIPE --gpus N --gpu KIND", "memory and time estimate for a recipe on a GPU", "launch.plan"),
+    Command("check", "RECIPE", "validate a recipe without a GPU or a download", "launch.preflight.check"),
+    Command("plan", "RECIPE --gpus N --gpu KIND", "memory and time estimate for a recipe on a GPU",
+            "launch.preflight.plan"),
     Command("reproduce", "runs/<id>", "re-run a finished run from its manifest and compare its losses",
-            "launch.reproduce"),
+            "launch.runner.reproduce"),
     Command("chain", "--slurm CLUSTER.yaml", "data, sft, merge, dpo, merge, eval as dependent SLURM jobs",
-            "launch.chain"),
+            "launch.submit.chain"),
 )
 COMMANDS = {command.name: command for command in TABLE}
 STAGE_STEPS = {c.name: list(c.steps) for c in TABLE if c.steps}

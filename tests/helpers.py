@@ -39,11 +39,13 @@ def tiny_overrides(model: Path, data: Path) -> list[str]:
     return args
 
 
-def launch(stage: str, recipe: Path, runs_dir: Path, *extra: str,
-           env: dict | None = None) -> subprocess.CompletedProcess:
-    """``python -m launch STAGE RECIPE --runs-dir RUNS ...``, from the repository root, output captured."""
+def launch(stage: str, recipe: Path, runs_dir: Path, *extra: str, env: dict | None = None,
+           merged: bool = False) -> subprocess.CompletedProcess:
+    """``python -m launch STAGE RECIPE --runs-dir RUNS ...``, from the repository root, output captured (``merged``:
+    stderr into stdout, in the order a terminal shows them)."""
     command = [sys.executable, "-m", "launch", stage, str(recipe), "--runs-dir", str(runs_dir), *extra]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1200)
+    return subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env, timeout=1200,
+                          stderr=subprocess.STDOUT if merged else subprocess.PIPE)
 
 
 def only_run(runs_dir: Path, stage: str) -> Path:

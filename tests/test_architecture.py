@@ -146,3 +146,66 @@ def test_a_run_folders_manifest_is_written_by_one_function():
                 found.append(f"{module}:{number}: {line.strip()}")
     assert [f.split(":")[0] for f in found] == ["common.rundir"], found
     assert "def write_manifest(" in MODULES["common.rundir"].read_text(encoding="utf-8")
+
+
+# launch/'s rooms (launch/__init__.py): what each may import of launch. Its top holds only the commands.
+LAUNCH_TOP = {"launch", "launch.__main__", "launch.registry", "launch.cli"}
+ROOMS = {  # room -> the rooms of launch it may import (itself always; common and data_prep by the package rule)
+    "plugins": set(),
+    "preflight": {"plugins", "registry"},
+    "lifecycle": {"plugins", "registry"},
+    "submit": {"plugins", "registry", "lifecycle", "preflight.pinning"},
+    "runner": {"plugins", "registry", "lifecycle", "submit", "preflight"},
+}
+
+
+def room(module: str) -> str:
+    """``launch.runner.stage`` -> ``runner``; the top's modules are their own (``registry``, ``cli``, ...)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def allowed(source: str, target: str) -> bool:
+    """Whether launch module ``source`` may import launch module ``target`` under ROOMS."""
+    if room(source) == room(target) or source in LAUNCH_TOP or target == "launch":
+        return True
+    granted = ROOMS[room(source)]
+    return room(target) in granted or ".".join(target.split(".")[1:3]) in granted
+
+
+def test_launch_top_holds_at_most_five_modules_and_every_room_is_a_folder_with_its_docstring():
+    top = sorted(p.name for p in (ROOT / "launch").glob("*.py"))
+    assert len(top) <= 5 and {f"launch.{p[:-3]}" for p in top} - {"launch.__init__"} <= LAUNCH_TOP, top
+    folders = {p.parent.name for p in (ROOT / "launch").glob("*/__init__.py")}
+    assert folders == set(ROOMS), folders  # every room has its rule, every rule its room
+    for name in folders:
+        doc = ast.get_docstring(ast.parse((ROOT / "launch" / name / "__init__.py").read_text(encoding="utf-8")))
+        assert doc and "May import" in doc, f"launch/{name}/__init__.py says what it owns and what it may import"
+
+
+def test_launch_rooms_import_only_what_their_rule_grants():
+    wrong = sorted(f"{m} imports {t}" for m, targets in GRAPH.items() if package(m) == "launch"
+                   for t in targets if package(t) == "launch" and not allowed(m, t))
+    assert not wrong, "\n".join(wrong)
+    rooms = {room(m) for m in GRAPH if package(m) == "launch"} - {"__init__", "__main__", "registry", "cli"}
+    assert rooms == set(ROOMS), rooms  # no module outside a room
+
+
+@pytest.mark.parametrize("source, target", [
+    ("launch.preflight.check", "launch.runner.stage"),   # pre-flight does not import the runner
+    ("launch.submit.slurm", "launch.preflight.plan"),    # submission does not import pre-flight's estimates
+    ("launch.lifecycle.run", "launch.submit.slurm"),     # the run's owner starts no process
+    ("launch.plugins.preempt", "launch.lifecycle.run"),  # plugins run inside Axolotl
+])
+def test_the_room_rule_refuses_a_wrong_import(source, target):
+    assert not allowed(source, target)
+
+
+def test_only_the_run_owner_changes_a_run_folder():
+    """lifecycle.run is the one module that creates, locks or writes a run folder's manifest (and rundir below it)."""
+    callers = ("write_manifest(", "RunLock.acquire(", "rundir.create(", "manifest.opening(", "manifest.closing(",
+               "attempts.begin(", "attempts.mark_lost(")
+    found = sorted({m for m, path in MODULES.items() if package(m) != "common" and m != "launch.lifecycle.run"
+                    and any(c in path.read_text(encoding="utf-8") for c in callers)})
+    assert found == [], found
+    assert "class Run:" in MODULES["launch.lifecycle.run"].read_text(encoding="utf-8")

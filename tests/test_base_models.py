@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 from helpers import ROOT
 
-from launch.base_models import CONFIGS, FILES, compare, stand_in_tokenizer, vendored
+from launch.preflight.base_models import CONFIGS, FILES, compare, stand_in_tokenizer, vendored
 
 FOLDERS = {source["repo"]: folder for folder, source in vendored(ROOT)}
 

@@ -14,8 +14,8 @@ from datasets import load_from_disk
 from helpers import SFT_RECIPE, read_jsonl, tiny_overrides
 from transformers import AutoTokenizer
 
-from launch.cli import parse_override
-from launch.stage import StageRun, resolve_config
+from launch.lifecycle.config import parse_override
+from launch.lifecycle.run import StageRun, resolve_config
 
 CONVERSATION = [
     {"role": "system", "content": "You are a careful clinician."},

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from helpers import ROOT
 
-from launch.check import check, check_recipe, unknown_keys
-from launch.packed_batch import bench_rows, packed_batch
+from launch.preflight.check import check, check_recipe, unknown_keys
+from launch.preflight.packed_batch import bench_rows, packed_batch
 
 SFT_8B = ROOT / "recipes/openbiollm-8b/v3/sft.yaml"
 SFT_70B = ROOT / "recipes/openbiollm-70b/v3/sft.yaml"
@@ -115,7 +115,7 @@ def test_packed_recipe_with_the_unpacked_micro_batch_of_12_is_refused(tmp_path):
 def test_axolotls_plugin_manager_holds_only_the_checked_recipes_plugins_and_is_restored():
     from axolotl.integrations.base import PluginManager
 
-    from launch.plugin_schema import recipe_plugins
+    from launch.preflight.plugin_schema import recipe_plugins
 
     manager = PluginManager.get_instance()
     before = manager.plugins

@@ -99,7 +99,7 @@ def test_rendered_task_yamls_read_the_prepared_files(nine_task_run):
 
 @pytest.mark.slow
 def test_default_run_is_the_latest_run_and_a_loud_pipeline_check_without_benchmarks(tiny_llama3, tmp_path):
-    # A finished run folder as launch.stage leaves it (manifest + merged/), built here instead of training.
+    # A finished run folder as launch.runner.stage leaves it (manifest + merged/), built here instead of training.
     run = tmp_path / "runs" / "20260101-000000-sft-tiny"
     shutil.copytree(tiny_llama3, run / "merged")
     (run / "manifest.json").write_text(json.dumps({"stage": "sft", "status": "succeeded",

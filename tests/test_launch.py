@@ -10,8 +10,8 @@ from helpers import SFT_RECIPE
 from common.files import count_rows, write_json_atomic
 from common.rundir import latest_run, recipe_slug, write_manifest
 from common.secrets import REDACTED, redact, secret_values
-from launch.cli import parse_override
-from launch.stage import StageRun, resolve_config, set_dotted
+from launch.lifecycle.config import parse_override, set_dotted
+from launch.lifecycle.run import StageRun, resolve_config
 
 
 def test_override_values_are_read_as_yaml():

@@ -11,7 +11,7 @@ from helpers import SFT_RECIPE, launch, only_run, tiny_overrides
 from safetensors.torch import load_file
 
 from common.rundir import read_manifest
-from launch.distributed import Topology, train_command
+from launch.submit.distributed import Topology, train_command
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """Run folders under hostile input: safe ids, exclusive creation, the lock, lost runs, parents, one-line errors.
 
 Everything here runs the real launcher code or the real CLI, without training: folders and manifests are made by
-``open_run`` itself, and processes that hold or lose a lock are real processes, really killed.
+``Run.open`` itself, and processes that hold or lose a lock are real processes, really killed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from helpers import DPO_RECIPE, ROOT, SFT_RECIPE, launch
 
 from common.rundir import LOCK_FILE, RunLock, create, read_manifest, write_manifest
 from common.secrets import REDACTED, redact, secret_values
-from launch.stage import StageRun, open_run
+from launch.lifecycle.run import Run, StageRun
 
 
 def request(tmp_path, **kwargs) -> StageRun:
@@ -54,34 +54,31 @@ def test_unsafe_run_id_is_refused_and_nothing_is_made(tmp_path):
 
 
 def test_a_run_in_use_is_not_reopened(tmp_path):
-    run_dir, _, record, lock = open_run(request(tmp_path, run_id="busy"))
-    record["status"] = "preempted"  # reopenable, but a process still works in it
-    write_manifest(run_dir, record)
+    run = Run.open(request(tmp_path, run_id="busy"))
+    run.update(status="preempted")  # reopenable, but a process still works in it
     result = launch("sft", SFT_RECIPE, tmp_path / "runs", "--run-id", "busy")
-    lock.release()
+    run.release()
     assert result.returncode == 1 and f"in use by pid {os.getpid()}" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_a_run_whose_process_was_killed_is_recorded_lost_and_reopens(tmp_path):
-    code = ("import sys, time; from pathlib import Path; from launch import attempts; "
-            "from common.rundir import write_manifest; "
-            "from launch.stage import StageRun, open_run; "
+    code = ("import sys, time; from pathlib import Path; "
+            "from launch.lifecycle.run import Run, StageRun; from launch.lifecycle.topology import Topology; "
             f"r = StageRun('sft', Path({str(SFT_RECIPE)!r}), Path({str(tmp_path / 'runs')!r}), 'killed'); "
-            "run_dir, config, record, lock = open_run(r); attempts.begin(record, run_dir, {}); "
-            "write_manifest(run_dir, record); print('ready', flush=True); "
+            "run = Run.open(r); run.begin_attempt(Topology()); print('ready', flush=True); "
             "time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     with pytest.raises(SystemExit, match="in use"):  # alive: locked
-        open_run(request(tmp_path, run_id="killed"))
+        Run.open(request(tmp_path, run_id="killed"))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert read_manifest(tmp_path / "runs/killed")["status"] == "running"  # what it said when it died
-    run_dir, _, record, lock = open_run(request(tmp_path, run_id="killed"))
-    lock.release()
-    assert record["status"] == "lost" and record["attempts"][0]["status"] == "lost"
-    assert read_manifest(run_dir)["status"] == "lost"
+    run = Run.open(request(tmp_path, run_id="killed"))
+    run.release()
+    assert run.record["status"] == "lost" and run.record["attempts"][0]["status"] == "lost"
+    assert read_manifest(run.path)["status"] == "lost"
 
 
 def test_lock_names_its_holder(tmp_path):
@@ -158,7 +155,7 @@ def test_a_chains_dry_run_names_a_parent_that_is_not_made_yet(tmp_path):
 
 def test_a_checkpoint_cut_off_mid_save_is_set_aside_and_the_last_whole_one_resumed(tmp_path):
     """A SIGKILL during a save leaves checkpoint-N without trainer_state.json (written last by the trainer)."""
-    from launch import attempts
+    from launch.lifecycle import attempts
 
     run_dir = tmp_path / "run"
     whole, cut = run_dir / "adapter/checkpoint-2", run_dir / "adapter/checkpoint-4"

@@ -18,9 +18,10 @@ from fault_injection import MESSAGE, PLUGIN, STEP_ENV
 from helpers import SFT_RECIPE, launch, tiny_overrides
 
 from common.rundir import read_manifest
-from launch import out_of_memory
+from launch.lifecycle.config import stage_env
 from launch.plugins import OOM_FILE, OOM_MARK
-from launch.stage import run_logged, stage_env
+from launch.runner import out_of_memory
+from launch.runner.stage import run_logged
 
 H100 = "NVIDIA H100 80GB HBM3"
 
@@ -56,7 +57,7 @@ def test_out_of_memory_in_training_is_one_line_with_step_figures_and_suggestion(
                                f"free of 79.19 GiB on {H100}; h100-80gb")
     assert about[0].endswith(f"; log: {run_dir / 'logs/train.log'}") and found["suggestion"] in about[0]
 
-    from launch.plan import suggestion
+    from launch.preflight.plan import suggestion
 
     assert found["suggestion"] == suggestion(record["config"], "h100-80gb")
     assert record["status"] == "out of memory" and record["attempts"][-1]["status"] == "out of memory"
@@ -105,8 +106,9 @@ def test_a_merge_out_of_memory_is_read_from_the_log(tmp_path):
 
 
 def test_the_terminal_shows_nothing_after_the_out_of_memory_mark(tmp_path, capsys):
+    """A step whose output reaches the terminal (``echo``, or --verbose) stops showing it at the mark."""
     script = f"print('step 2'); import sys; print({OOM_MARK!r}, file=sys.stderr); print('Traceback (most recent...')"
-    code, tail = run_logged([sys.executable, "-c", script], tmp_path / "x.log", dict(os.environ), tmp_path)
+    code, tail = run_logged([sys.executable, "-c", script], tmp_path / "x.log", dict(os.environ), tmp_path, echo=True)
     assert code == 0 and tail == ["step 2", OOM_MARK, "Traceback (most recent..."]
     assert capsys.readouterr().out == "step 2\n"
     assert (tmp_path / "x.log").read_text().splitlines() == tail

@@ -6,13 +6,14 @@ network access, on a token for Meta's gated repositories, or on where ``main`` p
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from huggingface_hub import HfApi
 from huggingface_hub.errors import OfflineModeIsEnabled
 
-from launch.pinning import resolve_base_model
+from launch.preflight.pinning import resolve_base_model
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 MODEL = "meta-llama/Meta-Llama-3-8B"
@@ -74,7 +75,7 @@ def test_a_local_model_folder_needs_no_hub(hub, tmp_path):
 
 
 def test_a_dataset_branch_resolves_through_the_datasets_api(monkeypatch):
-    from launch.pinning import hub_commit
+    from launch.preflight.pinning import hub_commit
 
     asked = []
     monkeypatch.setattr(HfApi, "dataset_info",
@@ -96,14 +97,13 @@ def test_slurm_submission_refuses_an_unresolvable_branch_and_creates_no_run(hub,
 
 
 def test_slurm_submission_runs_on_the_resolved_commit(hub, tmp_path):
-    from launch.cli import parser, pin_base_model
-    from launch.stage import StageRun
+    from launch.lifecycle.run import StageRun
+    from launch.submit.submission import Submission, pin_base_model
 
     recipe = tmp_path / "sft.yaml"
     recipe.write_text(f"base_model: {MODEL}\nrevision_of_model: main\n", encoding="utf-8")
     request = StageRun(stage="sft", recipe=recipe)
-    args = parser().parse_args(["sft", str(recipe), "--slurm", "launch/clusters/local-test.yaml"])
-    pin = pin_base_model(args, request)
+    pin = pin_base_model(Submission("sft", recipe, Path("launch/clusters/local-test.yaml")), request)
     assert pin["how"] == "resolved" and hub.calls == [(MODEL, "main")]
     assert request.overrides["revision_of_model"] == COMMIT  # the run's config.yaml loads exactly this commit
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from helpers import ROOT
 
-from launch import batches, estimates, plan, utilisation
+from launch.preflight import batches, estimates, plan, utilisation
 
 ALL_LINEAR = list(estimates.LINEAR_NAMES)
 
@@ -246,8 +246,8 @@ def test_out_of_memory_suggestion_names_a_setting_that_fits():
 
 
 def test_every_measured_point_is_the_figure_its_committed_results_file_holds():
-    """launch/measured_points.yaml copies figures from GPU runs' results files under docs/gpu-results/; none drifts."""
-    points = yaml.safe_load((ROOT / "launch/measured_points.yaml").read_text(encoding="utf-8"))["points"]
+    """preflight/measured_points.yaml copies GPU runs' figures from docs/gpu-results/; none drifts."""
+    points = yaml.safe_load((ROOT / "launch/preflight/measured_points.yaml").read_text(encoding="utf-8"))["points"]
     assert points
     for point in points:
         path, where = point["source"].split(" ", 1)

@@ -96,3 +96,71 @@ def test_build_off_a_terminal_prints_a_summary_per_step_and_nothing_with_quiet(t
                             text=True)
     assert silent.returncode == 0 and "rows/s" not in silent.stderr, silent.stderr
     assert (tmp_path / "b/sft.jsonl").read_bytes() == (tmp_path / "a/sft.jsonl").read_bytes()
+
+
+# What an Axolotl train step prints through a pipe (shortened from a real logs/train.log).
+TRAIN_OUTPUT = """[2026-12-04 19:50:36,970] [INFO] [axolotl.cli.config] config:
+Tokenizing Prompts (num_proc=2):  51%|█████     | 43/85 [00:00<00:00, 144.44 examples/s]
+Loading weights:   7%|▋         | 18/272 [00:00<00:01, 173.01it/s]
+[2026-12-04 19:50:43,557] [INFO] [axolotl.train] Starting trainer...
+  0%|          | 0/4 [00:00<?, ?it/s]
+ 25%|██▌       | 1/4 [00:21<03:56, 21.49s/it]
+{'loss': '3.127', 'grad_norm': '0.8261', 'tokens/train_per_sec_per_gpu': '45.5', 'epoch': '0.04545'}
+ 50%|█████     | 2/4 [00:28<02:12, 13.22s/it]
+{'loss': '3.254', 'grad_norm': '0.9933', 'tokens/train_per_sec_per_gpu': '23.28', 'epoch': '0.09'}
+  0%|          | 0/2 [00:00<?, ?it/s]
+{'eval_loss': '3.001', 'epoch': '0.09'}
+ 75%|███████▌  | 3/4 [00:36<01:34, 10.46s/it]
+100%|██████████| 4/4 [00:47<00:00, 10.96s/it]
+{'loss': '2.725', 'grad_norm': '0.7599', 'tokens/train_per_sec_per_gpu': '37.89', 'epoch': '0.18'}
+{'train_runtime': '47.4', 'train_loss': '3.0', 'epoch': '0.18'}
+"""
+
+
+def test_a_train_steps_output_becomes_two_progress_lines_with_the_loss(capsys, monkeypatch):
+    from launch.runner.terminal import Watch
+
+    monkeypatch.setattr(progress, "SHOW", True)
+    watch = Watch("train")
+    for line in TRAIN_OUTPUT.splitlines(keepends=True):
+        watch.feed(line)
+    watch.close("done")
+    shown = capsys.readouterr().err
+    assert "\r" not in shown and "[INFO]" not in shown
+    lines = shown.splitlines()
+    assert lines[0].startswith("prepare: ") and lines[0].endswith("done")  # closed when the trainer started
+    assert lines[1].startswith("train: 1/4 steps")  # the first position; the eval bar (0/2) is not training's
+    assert lines[-1].startswith("train: 4/4 steps, loss 2.725, tok/s 37.89, eval loss 3.001, ") and \
+        lines[-1].endswith("done")
+    assert len(lines) == 3  # plain lines come every 30 s, and this all took less
+
+
+def test_a_step_line_on_a_terminal_updates_in_place_and_off_one_only_closes_with_quiet(capsys, monkeypatch):
+    class Terminal:
+        def __init__(self) -> None:
+            self.text = ""
+
+        def isatty(self) -> bool:
+            return True
+
+        def write(self, text: str) -> None:
+            self.text += text
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(progress, "SHOW", True)
+    screen = Terminal()
+    line = progress.StepLine("train", total=3, stream=screen)
+    for n in (1, 2, 3):
+        line.update(n, loss=f"{3 - n / 10:.2f}")
+    line.close("done")
+    assert "\r" in screen.text and "3/3" in screen.text and "loss 2.70, done" in screen.text  # tqdm, in place
+    code, output = run_in_pty([sys.executable, "-c", "from common.progress import StepLine\n"
+                               "line = StepLine('train')\nline.update(now='loading')\nline.update(1, total=3)\n"
+                               "line.update(3, loss='2.70')\nline.close('done')"])
+    assert code == 0 and "\r" in output and "train: 100%|" in output and "| 3/3 [" in output, output  # a real pty
+    monkeypatch.setattr(progress, "SHOW", False)  # --quiet: only the closing line
+    with progress.StepLine("merge") as quiet_line:
+        quiet_line.update(now="loading")
+    assert capsys.readouterr().err.splitlines() == ["merge: now loading, 0:00 elapsed"]

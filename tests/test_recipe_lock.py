@@ -9,7 +9,7 @@ import pytest
 import yaml
 from helpers import ROOT
 
-from launch.check import lock_problems, read_lock
+from launch.preflight.check import lock_problems, read_lock
 
 RECIPES = sorted((ROOT / "recipes").glob("*/v*/*.yaml"))
 

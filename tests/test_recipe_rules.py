@@ -11,7 +11,7 @@ import pytest
 import yaml
 from helpers import ROOT
 
-from launch.check import check
+from launch.preflight.check import check
 
 RECIPES = sorted((ROOT / "recipes").glob("*/v*/*.yaml"))
 LATEST = sorted(max((p for p in RECIPES if p.parts[-3] == model and p.name == name),
@@ -163,7 +163,7 @@ def test_openbiollm_recipes_use_the_cards_base_models():
 
 @pytest.mark.parametrize("name", ["openbiollm-70b", "openbiollm-8b"])
 def test_production_recipes_log_to_wandb_and_go_offline_without_a_key(name, monkeypatch):
-    from launch.stage import stage_env
+    from launch.lifecycle.config import stage_env
 
     config = yaml.safe_load((ROOT / f"recipes/{name}/v1/sft.yaml").read_text())
     assert config["wandb_project"] == name and "wandb_entity" not in config and "wandb_mode" not in config

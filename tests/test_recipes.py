@@ -61,7 +61,7 @@ def test_cpu_recipe_switches_off_what_a_cpu_cannot_run(path):
 
 @pytest.mark.parametrize("path", GPU_RECIPES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_gpu_recipe_uses_what_an_h100_offers_and_logs_to_wandb(path):
-    from launch.plan import estimate
+    from launch.preflight.plan import estimate
 
     config = load(path)
     # exact attention without the s^2 score matrix: flash attention (v1, v2), or from v3 SDPA, whose packed rows

@@ -19,9 +19,10 @@ from helpers import ROOT, SFT_DATA, SFT_RECIPE, launch, only_run, read_jsonl, ti
 
 from common.files import sha256_file
 from common.rundir import MANIFEST, read_manifest, write_manifest
-from launch import manifest, reproduce, train_record
-from launch.stage import StageRun, resolve_config
-from launch.train_record import parse_losses
+from launch.lifecycle import manifest, train_record
+from launch.lifecycle.run import StageRun, resolve_config
+from launch.lifecycle.train_record import parse_losses
+from launch.runner import reproduce
 
 HUB_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"  # named only: nothing is downloaded in these tests
 
@@ -35,9 +36,9 @@ def finished_run(tmp_path: Path, recipe: Path, overrides: dict, name: str = "ori
     argv = ["python", "-m", "launch", "sft", str(recipe)]
     for key, value in overrides.items():
         argv += ["--set", f"{key}={value}"]
-    record = manifest.start(run_dir, stage="sft", recipe=recipe, config=config, root=ROOT, parent=None,
-                            argv=argv, env={})
-    manifest.finish(run_dir, record, exit_code=0, error=None, outputs={})
+    record = manifest.opening(run_dir, stage="sft", recipe=recipe, config=config, root=ROOT, parent=None,
+                              argv=argv, env={})
+    write_manifest(run_dir, manifest.closing(record, exit_code=0, error=None, outputs={}))
     return run_dir
 
 

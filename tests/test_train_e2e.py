@@ -31,15 +31,19 @@ MANIFEST_KEYS = {
 }
 
 
+TERMINAL: dict[str, str] = {}  # what each stage of the ``runs`` fixture showed, stdout and stderr as one
+
+
 @pytest.fixture(scope="module")
 def runs(tiny_llama3, small_data, tmp_path_factory):
     """An SFT run and the DPO run that follows it, both through ``python -m launch``."""
     runs_dir = tmp_path_factory.mktemp("runs")
     env = {**os.environ, **FAKE_SECRETS, **NOT_SECRETS}
-    sft = launch("sft", SFT_RECIPE, runs_dir, *tiny_overrides(tiny_llama3, small_data["sft"]), env=env)
-    assert sft.returncode == 0, sft.stdout[-4000:] + sft.stderr[-4000:]
-    dpo = launch("dpo", DPO_RECIPE, runs_dir, *tiny_overrides(tiny_llama3, small_data["dpo"]), env=env)
-    assert dpo.returncode == 0, dpo.stdout[-4000:] + dpo.stderr[-4000:]
+    sft = launch("sft", SFT_RECIPE, runs_dir, *tiny_overrides(tiny_llama3, small_data["sft"]), env=env, merged=True)
+    assert sft.returncode == 0, sft.stdout[-4000:]
+    dpo = launch("dpo", DPO_RECIPE, runs_dir, *tiny_overrides(tiny_llama3, small_data["dpo"]), env=env, merged=True)
+    assert dpo.returncode == 0, dpo.stdout[-4000:]
+    TERMINAL.update(sft=sft.stdout, dpo=dpo.stdout)
     return {"sft": only_run(runs_dir, "sft"), "dpo": only_run(runs_dir, "dpo")}
 
 
@@ -135,3 +139,34 @@ def test_failed_run_leaves_a_manifest_saying_how(tmp_path, small_data):
     assert record["error"]["step"] == "train" and record["error"]["log"] == "logs/train.log"
     assert record["error"]["log_tail"] and record["ended_at"]
     assert "merged" not in record["outputs"]
+
+
+@pytest.mark.parametrize("stage", ["sft", "dpo"])
+def test_the_terminal_shows_a_header_progress_and_a_summary_and_the_log_keeps_the_rest(runs, stage):
+    """Not a terminal here (a pipe): plain progress lines, no carriage return; Axolotl's output only in the log."""
+    shown, run_dir = TERMINAL[stage], runs[stage]
+    lines = shown.splitlines()
+    assert len(lines) <= 40 and "\r" not in shown, shown
+    assert lines[0].startswith(f"{stage} of ") and f"run folder  {run_dir}/" in shown
+    steps = read_manifest(run_dir)["config"]["max_steps"]
+    assert any(line.startswith(f"train: {steps}/{steps} steps, loss ") for line in lines), shown
+    assert any(line.startswith("merge: ") and line.endswith("done") for line in lines), shown
+    losses = read_manifest(run_dir)["losses"]
+    assert f"{losses[0]['loss']:.3f} (step 1) -> {losses[-1]['loss']:.3f} (step {losses[-1]['step']})" in shown
+    assert "  next " in lines[-1] and ("make eval" if stage == "dpo" else "--parent") in lines[-1]
+    assert "[INFO]" not in shown and "Loading weights" not in shown and "'loss':" not in shown
+    assert "[axolotl.cli.config] config:" in (run_dir / "logs/train.log").read_text()
+
+
+def test_a_missing_dataset_fails_in_one_line_naming_the_cause_and_the_log(tiny_llama3, small_data, tmp_path):
+    result = launch("sft", SFT_RECIPE, tmp_path / "runs", *tiny_overrides(tiny_llama3, tmp_path / "missing.jsonl"))
+    assert result.returncode == 1
+    run_dir = only_run(tmp_path / "runs", "sft")
+    failed = [line for line in result.stderr.splitlines() if " failed: " in line]
+    assert len(failed) == 1 and failed[0].startswith(f"run {run_dir.name}: train failed: ValueError: "), result.stderr
+    assert "missing.jsonl" in failed[0] and f"last lines of {run_dir / 'logs/train.log'}:" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr.split(failed[0])[0]  # the cause comes first
+    assert "ValueError: " in read_manifest(run_dir)["error"]["message"]
+    verbose = launch("sft", SFT_RECIPE, tmp_path / "verbose", *tiny_overrides(tiny_llama3, tmp_path / "missing.jsonl"),
+                     "--verbose")
+    assert verbose.returncode == 1 and "[axolotl" in verbose.stdout  # --verbose streams the trainer's output too

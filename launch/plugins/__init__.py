@@ -4,10 +4,12 @@
       - launch.plugins.cpu.CPUPlacementPlugin       # multi-process CPU runs keep the model on CPU
       - launch.plugins.preempt.PreemptionPlugin     # USR1/SIGTERM: save a checkpoint, exit 75 for requeue
       - launch.plugins.oom.OutOfMemoryPlugin        # a CUDA out-of-memory: note the step for the launcher
+
+They run inside Axolotl's processes. May import: common, and this package; nothing else of launch.
 """
 
-# What our plugins and the launcher (launch/attempts.py, launch/out_of_memory.py) agree on, defined once here: this
-# module imports nothing, so the launcher reads them without importing Axolotl.
+# What our plugins and the launcher (launch/lifecycle/attempts.py, launch/runner/out_of_memory.py) agree on,
+# defined once here: this module imports nothing, so the launcher reads them without importing Axolotl.
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: try again later
 PREEMPTED_FILE = "preempted.json"  # in output_dir: the plugin's note that it saved a checkpoint and stopped
 TRAIN_START_FILE = "train_start.json"  # in output_dir: the global step an attempt started training from

@@ -7,7 +7,7 @@ plugin's ``sys.excepthook`` sees an uncaught ``torch.OutOfMemoryError`` (anywher
 saving, the merge). It writes ``out_of_memory.json`` into the output folder (the step, torch's message, the GPU,
 the rank), prints ``OOM_MARK`` and hands the error to the previous hook, which prints the traceback as before:
 the process fails as it would have. The launcher keeps everything from the mark on out of the terminal (the log
-has it) and prints one line instead (launch/out_of_memory.py). A callback keeps the trainer's step for the note.
+has it) and prints one line instead (launch/runner/out_of_memory.py). A callback keeps the trainer's step for the note.
 """
 
 from __future__ import annotations

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from launch.base_models import CONFIGS, model_folder, stand_in_tokenizer
-from launch.plugin_schema import recipe_plugins
+from launch.preflight.base_models import CONFIGS, model_folder, stand_in_tokenizer
+from launch.preflight.plugin_schema import recipe_plugins
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # GPU kinds: (compute capability, FP8), from NVIDIA's data sheets; the names are launch plan's.
 GPU_KINDS = {"h100-80gb": ("sm_90", True), "h200-141gb": ("sm_90", True), "a100-80gb": ("sm_80", False)}
 CONVERSATION = [  # two assistant turns: both must end in a trained end-of-turn token
@@ -235,7 +235,7 @@ def resolved_problems(config: dict[str, Any], model: str | None, gpus: int | Non
                                        f"the model would not learn to stop: Axolotl's end-of-turn tokens are "
                                        f"{resolved.eot_tokens}; set eot_tokens to the template's turn-ending token"))
     card_batch = CARD_BATCH * CARD_DEVICES[model] if model else None
-    unpacked = not config.get("rl") and not config.get("sample_packing")  # packed: launch/packed_batch.py's rule
+    unpacked = not config.get("rl") and not config.get("sample_packing")  # packed: packed_batch.py's rule
     if card_batch and unpacked and not resolved.problems and resolved.total_batch != card_batch:
         found.append(("micro_batch_size", f"total batch {resolved.total_batch} on {gpus} GPUs; the card trained "
                                           f"{card_batch} (train_batch_size {CARD_BATCH} x num_devices "

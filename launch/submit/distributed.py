@@ -5,7 +5,7 @@
     python -m launch sft RECIPE --slurm CLUSTER.yaml --nodes 2   # in the job: srun, one task per node, each
         torchrun --nnodes 2 --node-rank $SLURM_PROCID, c10d rendezvous on $MASTER_ADDR:$MASTER_PORT
 
-The batch script (launch/templates/sbatch.sh.j2) exports MASTER_ADDR (the first node's NodeAddr, from
+The batch script (launch/submit/templates/sbatch.sh.j2) exports MASTER_ADDR (the first node's NodeAddr, from
 ``scontrol``) and MASTER_PORT (derived from the job id); the per-node command expands them at run time.
 """
 
@@ -14,36 +14,9 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class Topology:
-    """Nodes and processes per node; ``device`` is "gpu" (one process per GPU) or "cpu"."""
-
-    nodes: int = 1
-    procs_per_node: int = 1
-    device: str = "cpu"
-
-    @property
-    def world_size(self) -> int:
-        return self.nodes * self.procs_per_node
-
-    def as_record(self) -> dict[str, int | str]:
-        return {"nodes": self.nodes, "procs_per_node": self.procs_per_node, "device": self.device,
-                "world_size": self.world_size}
-
-
-def topology(nodes: int, gpus_per_node: int | None, cpu_procs: int | None) -> Topology:
-    """The topology the command line asks for; GPUs and CPU processes exclude each other."""
-    if gpus_per_node and cpu_procs:
-        raise SystemExit("--gpus-per-node and --cpu-procs exclude each other: GPUs run one process each")
-    if nodes < 1 or any(n is not None and n < 1 for n in (gpus_per_node, cpu_procs)):
-        raise SystemExit("--nodes, --gpus-per-node and --cpu-procs take positive numbers")
-    if gpus_per_node:
-        return Topology(nodes, gpus_per_node, "gpu")
-    return Topology(nodes, cpu_procs or 1, "cpu")
+from launch.lifecycle.topology import Topology
 
 
 def torchrun_args(topo: Topology) -> list[str]:

@@ -17,18 +17,14 @@ from pathlib import Path
 from common.errors import positive_int
 from common.files import write_json_atomic
 from common.rundir import new_run_id
-from launch import slurm
-from launch.cli import parse_override, submit_stage
-from launch.cli import parser as stage_parser
-from launch.distributed import topology
-from launch.stage import StageRun
+from launch.lifecycle.config import parse_override
+from launch.lifecycle.run import StageRun
+from launch.lifecycle.topology import topology
+from launch.registry import DEFAULT_RECIPES
+from launch.submit import slurm
+from launch.submit.submission import Submission, submit_stage
 
-DEFAULT = Path("recipes/smollm2-135m/v1")
-
-
-def stage_args(*argv: str) -> argparse.Namespace:
-    """The stage CLI's arguments, as if typed."""
-    return stage_parser().parse_args(list(argv))
+DEFAULT = DEFAULT_RECIPES
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,23 +63,22 @@ def main(argv: list[str] | None = None) -> None:
         note_job("data", slurm.submit(args.slurm, job, None, chain_dir / "sbatch-data.sh", args.dry_run), None)
 
     topo = topology(args.nodes, args.gpus_per_node, args.cpu_procs)
-    flags = ["--slurm", str(args.slurm), "--runs-dir", str(args.runs_dir), "--skip-merge"]
-    flags += ["--dry-run"] if args.dry_run else []
     # merge and eval take one node, with its GPUs when training has them
-    followup = ["--slurm", str(args.slurm), *(["--dry-run"] if args.dry_run else []),
-                *([f"--gpus-per-node={args.gpus_per_node}"] if args.gpus_per_node else [])]
     parent = None
     for stage, recipe in (("sft", args.sft), ("dpo", args.dpo)):
         run_id = new_run_id(stage, recipe, stamp)
-        train = stage_args(stage, str(recipe), "--run-id", run_id, *flags, *(f"--after={a}" for a in after))
+        train = Submission(stage, recipe, args.slurm, args.runs_dir, after=list(after), dry_run=args.dry_run,
+                           skip_merge=True)
         request = StageRun(stage=stage, recipe=recipe, runs_dir=args.runs_dir, run_id=run_id, parent=parent,
                            overrides=dict(parse_override(kv) for kv in args.overrides), topology=topo, merge=False)
         note_job(stage, submit_stage(train, request), run_id)
         run_dir = args.runs_dir / run_id
-        merge = stage_args("merge", str(run_dir), *followup, *(f"--after={a}" for a in after))
+        merge = Submission("merge", run_dir, args.slurm, gpus_per_node=args.gpus_per_node, after=list(after),
+                           dry_run=args.dry_run)
         note_job("merge", submit_stage(merge, None), run_id)
         parent = run_dir
-    evaluate = stage_args("eval", str(parent), *followup, *(f"--after={a}" for a in after))
+    evaluate = Submission("eval", parent, args.slurm, gpus_per_node=args.gpus_per_node, after=list(after),
+                          dry_run=args.dry_run)
     note_job("eval", submit_stage(evaluate, None), parent.name if parent else None)
     if not args.dry_run:
         write_json_atomic(chain_dir / "chain.json", {"cluster": str(args.slurm), "jobs": jobs})

@@ -3,7 +3,7 @@
     python -m launch check recipes/openbiollm-70b/v2/sft.yaml [RECIPE ...] [--gpus N --gpu h100-80gb]
     python -m launch check RECIPE --cluster launch/clusters/h100-8x.yaml [--nodes N]
 
-Resolves each recipe offline as Axolotl will on the cluster (launch/resolve.py: its validate_config and
+Resolves each recipe offline as Axolotl will on the cluster (launch/preflight/resolve.py: its validate_config and
 normalize_config on the GPUs given, default the card's for OpenBioLLM, and its chat_template strategy on the
 base model's config files in base_model_configs/), prints what it resolves, and applies our rules:
   axolotl    Axolotl accepts the recipe and logs no warning (a card-caused one is printed as acknowledged)
@@ -11,7 +11,7 @@ base model's config files in base_model_configs/), prints what it resolves, and 
   turns      every assistant turn ends in an end-of-turn token that carries a label
   plugins    every plugin the recipe lists loads (Axolotl would train without one that does not)
   keys       every key, top level and in dataset entries, is one Axolotl's schema knows, with the input args of
-             the plugins the recipe lists, as Axolotl merges them (launch/plugin_schema.py) (else: "did you mean")
+             the plugins the recipe lists, as Axolotl merges them (preflight/plugin_schema.py) (else: "did you mean")
   datasets   every dataset path is an output of a mixture in data_prep/mixtures/ (data/build/<mixture>/<kind>.jsonl)
   base model a hub model names its revision (revision_of_model); a local folder is hashed into the manifest
   engine     a ``deepspeed`` config file exists
@@ -20,7 +20,7 @@ base model's config files in base_model_configs/), prints what it resolves, and 
              global batch of train_batch_size 12 examples x num_devices (8B: 1 GPU, 12; 70B: 8 GPUs, 96).
              Unpacked, a micro-batch is rows: micro_batch_size 12 and total batch 12 x num_devices. Packed
              (sample_packing), it is bins of sequence_len tokens: check prints the tokens per step and the average
-             examples per step at the mixture's mean row length (launch/packed_batch.py), which must be within
+             examples per step at the mixture's mean row length (launch/preflight/packed_batch.py), which must be within
              25% of 12 x num_devices
 Exit status 1 when any recipe has a problem; each problem names the file, the line and the reason.
 """
@@ -38,7 +38,7 @@ import yaml
 
 from common.errors import positive_int
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LOCK = Path("recipes/LOCK")
 MIXTURES = Path("data_prep/mixtures")
 BUILD = Path("data/build")
@@ -68,7 +68,7 @@ def axolotl_keys(plugins: tuple[str, ...] = ()) -> frozenset[str]:
     merges each registered plugin's input args into its schema (integrations/config.py merge_input_args)."""
     from axolotl.utils.schemas.config import AxolotlInputConfig
 
-    from launch.plugin_schema import plugin_args
+    from launch.preflight.plugin_schema import plugin_args
 
     keys = schema_keys(AxolotlInputConfig)
     for name in plugins:
@@ -111,7 +111,7 @@ def suggest(key: str, known: frozenset[str]) -> str:
 
 def unknown_keys(config: dict[str, Any]) -> list[tuple[str, str]]:
     """``(key, reason)`` for each key Axolotl would drop (top level, dataset entries), with the nearest known one."""
-    from launch.plugin_schema import loadable_plugins
+    from launch.preflight.plugin_schema import loadable_plugins
 
     known = axolotl_keys(tuple(loadable_plugins(config)))
     found = [(key, f"unknown key {key!r}, Axolotl would ignore it{suggest(key, known)}")
@@ -128,11 +128,11 @@ def axolotl_problems(config: dict[str, Any]) -> list[str]:
     from axolotl.utils.config import validate_config
     from axolotl.utils.dict import DictDefault
 
-    from launch.plugin_schema import recipe_plugins
-    from launch.resolve import axolotl_warnings
+    from launch.preflight.plugin_schema import recipe_plugins
+    from launch.preflight.resolve import axolotl_warnings
 
     try:
-        # its warnings are kept and reported by the resolution (launch/resolve.py)
+        # its warnings are kept and reported by the resolution (launch/preflight/resolve.py)
         with axolotl_warnings(1), recipe_plugins(config):
             validate_config(DictDefault(json.loads(json.dumps(config))))
     except Exception as err:  # pydantic's ValidationError, ValueError, ...: report whatever Axolotl refuses
@@ -205,8 +205,8 @@ def packed_batch_report(config: dict[str, Any], model: str | None, gpus: int,
                         root: Path) -> tuple[list[tuple[str, str]], list[str]]:
     """For a packed SFT recipe: its step in tokens and examples (printed), and for an OpenBioLLM one the card rule:
     the card's train_batch_size 12 per device counts examples, so a step's average examples must be near it."""
-    from launch.packed_batch import packed_batch
-    from launch.resolve import CARD_BATCH, CARD_DEVICES
+    from launch.preflight.packed_batch import packed_batch
+    from launch.preflight.resolve import CARD_BATCH, CARD_DEVICES
 
     batch = packed_batch(config, gpus, root)
     if model is None:
@@ -255,8 +255,8 @@ def check_recipe(recipe: Path, root: Path = ROOT, gpus: int | None = None,
         return [f"{recipe}: not YAML: {' '.join(str(err).split())}"], []
     if not isinstance(config, dict):
         return [f"{recipe}:1: a recipe is a YAML mapping of Axolotl keys"], []
-    from launch.plugin_schema import plugin_problems
-    from launch.resolve import job_gpus, resolved_problems, unread_keys
+    from launch.preflight.plugin_schema import plugin_problems
+    from launch.preflight.resolve import job_gpus, resolved_problems, unread_keys
 
     lines = key_lines(text)
     found = plugin_problems(config) + unknown_keys(config) + dataset_problems(config, root)
@@ -287,7 +287,7 @@ def check(recipe: Path, root: Path = ROOT, gpus: int | None = None, gpu: str | N
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m launch check", description=__doc__.splitlines()[0])
-    from launch.resolve import CARD_GPU, GPU_KINDS
+    from launch.preflight.resolve import CARD_GPU, GPU_KINDS
 
     parser.add_argument("recipes", nargs="+", type=Path, metavar="RECIPE", help="recipe YAML files")
     parser.add_argument("--gpus", type=positive_int,

@@ -1,6 +1,6 @@
 """Pin a recipe's base model to a commit before a job is submitted.
 
-    from launch.pinning import resolve_base_model
+    from launch.preflight.pinning import resolve_base_model
     pin = resolve_base_model(config)                          # SystemExit if it cannot be pinned
     pin = resolve_base_model(config, allow_unpinned=True)     # --allow-unpinned: record it as unpinned
 

@@ -6,9 +6,10 @@
     python -m launch plan recipes/smollm2-135m/v1/sft.yaml --gpus 1 --gpu h100-80gb --measured runs/<id>
     python -m launch plan --points          (the measured points the utilisation comes from)
 
-Memory is launch/estimates.py's components. Throughput is in trained tokens (the rows' own, no padding): the
-dataset's lengths make micro-batches as Axolotl would, padded or packed (launch/batches.py), whose executed FLOPs
-run at the utilisation measured for the GPU and mode (launch/utilisation.py, launch/measured_points.yaml).
+Memory is launch/preflight/estimates.py's components. Throughput is in trained tokens (the rows' own, no padding): the
+dataset's lengths make micro-batches as Axolotl would, padded or packed (preflight/batches.py), whose executed FLOPs
+run at the utilisation measured for the GPU and mode (preflight/utilisation.py,
+preflight/measured_points.yaml).
 ``--dataset`` takes a built mixture's folder (its manifest's length percentiles) or a JSONL file of
 pre-tokenized rows; without one every row is taken as sequence_len tokens long. ``--measured`` puts a finished
 run's adapter size (and optimizer size, when it saved a checkpoint) beside the estimate.
@@ -28,10 +29,10 @@ import yaml
 
 from common.errors import InputError, fraction, one_line_errors, positive_int, split_debug
 from common.files import load_yaml
-from launch import batches
-from launch import estimates as est
-from launch import utilisation as ut
-from launch.estimates import GIB, GPUS
+from launch.preflight import batches
+from launch.preflight import estimates as est
+from launch.preflight import utilisation as ut
+from launch.preflight.estimates import GIB, GPUS
 
 MAX_LOST_MINUTES = 30
 

@@ -21,9 +21,11 @@ import jinja2
 import yaml
 
 from common.files import atomic_writer
-from common.rundir import now, read_manifest, write_manifest
-from launch.distributed import Topology, per_node_command
+from common.rundir import now
+from launch.lifecycle.run import Run
+from launch.lifecycle.topology import Topology
 from launch.plugins import PREEMPTED_EXIT
+from launch.submit.distributed import per_node_command
 
 TEMPLATE = Path(__file__).parent / "templates" / "sbatch.sh.j2"
 PROFILE_KEYS = {"partition", "account", "qos", "gpus_per_node", "cpus_per_node", "mem", "time", "signal_before_s",
@@ -46,7 +48,7 @@ def load_profile(path: Path) -> dict[str, Any]:
 
 def clusters() -> list[Path]:
     """The cluster profiles this repository ships."""
-    return sorted((Path(__file__).parent / "clusters").glob("*.yaml"))
+    return sorted((Path(__file__).parents[1] / "clusters").glob("*.yaml"))
 
 
 @dataclass
@@ -96,8 +98,8 @@ def sbatch(script: Path, after: list[str], cwd: Path) -> str:
     return result.stdout.strip().split(";")[0]
 
 
-def submit(profile_path: Path, job: Job, run_dir: Path | None, script_path: Path, dry_run: bool) -> str | None:
-    """Render, then print (dry run) or save, submit and record the job; returns the job id."""
+def submit(profile_path: Path, job: Job, run: Run | None, script_path: Path, dry_run: bool) -> str | None:
+    """Render, then print (dry run) or save, submit and record the job in ``run`` (locked); returns the job id."""
     profile = load_profile(profile_path)
     script = render_script(profile, profile_path, job)
     if dry_run:
@@ -106,15 +108,13 @@ def submit(profile_path: Path, job: Job, run_dir: Path | None, script_path: Path
     with atomic_writer(script_path) as handle:
         handle.write(script)
     job_id = sbatch(script_path, job.after, job.root)
-    if run_dir is not None:
-        record = read_manifest(run_dir)
-        record.setdefault("slurm_jobs", []).append({
-            "job_id": job_id, "title": job.title, "script": str(script_path.relative_to(run_dir)),
+    if run is not None:
+        run.append("slurm_jobs", {
+            "job_id": job_id, "title": job.title, "script": str(script_path.relative_to(run.path)),
             "cluster": str(profile_path), "topology": job.topology.as_record(), "after": job.after,
-            "log": str(job.log_path.relative_to(run_dir)).replace("%j", job_id), "submitted_at": now()})
-        if record["status"] == "running" and not record.get("attempts"):
-            record["status"] = "queued"
-        write_manifest(run_dir, record)
+            "log": str(job.log_path.relative_to(run.path)).replace("%j", job_id), "submitted_at": now()})
+        if run.record["status"] == "running" and not run.record.get("attempts"):
+            run.update(status="queued")
     log = str(job.log_path).replace("%j", job_id)
     print(f"submitted job {job_id}: {job.title}\n  follow it: squeue -j {job_id}; tail -f {log}; "
           f"sacct -j {job_id} --format=JobID,State,ExitCode,Elapsed,NodeList")

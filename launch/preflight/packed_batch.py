@@ -7,7 +7,7 @@ sequence_len tokens, so a step holds micro_batch_size x sequence_len x GPUs x gr
 and, on average, those tokens x the packing efficiency / the mean row length examples. The mean is the built
 mixture's (data/build/<mixture>/manifest.json: its token stats' mean, else estimated from their percentiles), or,
 while the mixture is not built, that of the bench's rows (bench/gpu_throughput.py write_rows). The efficiency is
-the bins' filled fraction when those lengths are packed as Axolotl packs them (launch/batches.py).
+the bins' filled fraction when those lengths are packed as Axolotl packs them (launch/preflight/batches.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from launch import batches, utilisation
+from launch.preflight import batches, utilisation
 
 BENCH_ROWS = "bench-600"  # the rows every GPU figure in docs/benchmarks.md was measured on (measured_points.yaml)
 AXOLOTL_DEFAULTS = {"sequence_len": 512, "micro_batch_size": 1}  # Axolotl 0.19's schema, for a recipe without them
@@ -64,7 +64,7 @@ class PackedBatch:
         return [f"  batch: {self.bins} packed bins x {self.sequence_len} tokens x {self.gpu_count}{steps} = "
                 f"{self.tokens:,} tokens per step; ~{self.examples:.1f} examples per step at {self.mean:.0f} tokens "
                 f"per row{card}; lr {self.learning_rate:g} and warmup {self.warmup_steps} steps{same}",
-                f"  rows: {self.source}; packed bins {self.efficiency:.1%} full (launch/batches.py)"]
+                f"  rows: {self.source}; packed bins {self.efficiency:.1%} full (launch/preflight/batches.py)"]
 
     def off_card(self, card_batch: int, devices: int) -> str:
         """The card rule's reason, when not ``near``."""

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from common.errors import InputError
-from launch import estimates as est
+from launch.preflight import estimates as est
 
 SEED = 0
 SIMULATED_ROWS = 4000  # rows drawn at least (epochs of a small file), and at most at once (Axolotl packs 100,000)

@@ -1,7 +1,8 @@
-"""The run manifest: what code, recipe, data, model, packages and hardware produced a run.
+"""What a run's manifest holds: the code, recipe, data, model, packages and hardware that produced it.
 
-It is written when a run starts (status "running") and rewritten, atomically, when it ends
-("succeeded", "failed" or "out of memory", with the exit code and the failing step). It never holds secrets.
+``opening`` is the manifest as a run starts (status "running"); ``closing`` completes it as the run ends
+("succeeded", "failed", "preempted" or "out of memory", with the exit code and the failing step). ``Run``
+(launch/lifecycle/run.py) writes it, atomically, each time. It never holds secrets.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from common.files import count_rows, sha256_file, sha256_tree
-from common.rundir import now, write_manifest
+from common.rundir import now
 from common.secrets import redact, secret_values
 
 DATA_MANIFEST = "manifest.json"  # a data_prep build folder's manifest (data_prep/build.py), not a run's
@@ -107,10 +108,10 @@ def model_record(base_model: str, root: Path, parent: dict[str, Any] | None) -> 
     return record
 
 
-def start(run_dir: Path, *, stage: str, recipe: Path, config: dict[str, Any], root: Path,
+def opening(run_dir: Path, *, stage: str, recipe: Path, config: dict[str, Any], root: Path,
           parent: dict[str, Any] | None, argv: list[str], env: dict[str, str],
           overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write the opening manifest of a run and return it; ``overrides`` are the ``--set`` values, kept as given."""
+    """The opening manifest of a run; ``overrides`` are the ``--set`` values, kept as given."""
     secrets = secret_values()
     manifest = {
         "run_id": run_dir.name,
@@ -135,14 +136,13 @@ def start(run_dir: Path, *, stage: str, recipe: Path, config: dict[str, Any], ro
         "environment": {k: env[k] for k in RECORDED_ENV if k in env},
         "outputs": {},
     }
-    write_manifest(run_dir, manifest)
     return manifest
 
 
-def finish(run_dir: Path, manifest: dict[str, Any], *, exit_code: int, error: dict[str, Any] | None,
-           outputs: dict[str, str], status: str | None = None) -> dict[str, Any]:
-    """Complete the manifest with the end time, exit status and outputs, and write it last; ``status`` names a
-    failure more precisely than "failed" ("out of memory")."""
+def closing(manifest: dict[str, Any], *, exit_code: int, error: dict[str, Any] | None, outputs: dict[str, str],
+            status: str | None = None) -> dict[str, Any]:
+    """Complete the manifest with the end time, exit status and outputs; ``status`` names an end more precisely
+    than "failed" ("out of memory", "preempted")."""
     ended_at = now()
     elapsed = dt.datetime.fromisoformat(ended_at) - dt.datetime.fromisoformat(manifest["started_at"])
     manifest.update(
@@ -153,6 +153,5 @@ def finish(run_dir: Path, manifest: dict[str, Any], *, exit_code: int, error: di
         duration_s=round(elapsed.total_seconds()),
         outputs=outputs,
     )
-    write_manifest(run_dir, manifest)
     return manifest
 

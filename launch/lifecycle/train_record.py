@@ -1,6 +1,6 @@
 """What a finished train step must record for a later run to be checked against it, and the check.
 
-    python -m launch.train_record runs/<run-id>      print a run's tokenized-dataset hash and logged losses
+    python -m launch.lifecycle.train_record runs/<run-id>      print a run's tokenized-dataset hash and logged losses
 
 Two records, both read back from what Axolotl leaves in the run folder:
 
@@ -137,7 +137,8 @@ def print_comparison(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m launch.train_record", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m launch.lifecycle.train_record",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a run folder, e.g. runs/<run-id>")
     args = parser.parse_args(argv)
     config = read_manifest(args.run)["config"]

@@ -12,7 +12,8 @@ Before anything trains, it refuses when a recorded input differs:
 It warns, listing them, when package versions or the code commit differ.
 
 Then it runs the same stage into a new run folder, whose manifest says which run it reproduces, and compares
-the tokenized dataset hash and the losses of the first steps (launch/train_record.py), within a relative tolerance.
+the tokenized dataset hash and the losses of the first steps (launch/lifecycle/train_record.py), within a
+relative tolerance.
 It exits 1 when they differ.
 """
 
@@ -27,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from common.files import sha256_file, sha256_tree
-from common.rundir import MANIFEST, new_run_id, read_manifest, write_manifest
+from common.rundir import MANIFEST, new_run_id, read_manifest
 from common.secrets import REDACTED
-from launch import manifest, train_record
-from launch.cli import parse_override
-from launch.distributed import Topology
-from launch.stage import StageRun, resolve_config, run_stage
+from launch.lifecycle import manifest, train_record
+from launch.lifecycle.config import parse_override
+from launch.lifecycle.run import Run, StageRun, resolve_config
+from launch.lifecycle.topology import Topology
+from launch.runner.stage import run_stage
 
 RUN_FOLDER_KEYS = ("output_dir", "dataset_prepared_path")  # differ by design: each run writes into its own folder
 
@@ -231,12 +233,11 @@ def main(argv: list[str] | None = None) -> None:
         run_stage(request)
     except BaseException:
         if (new_dir / MANIFEST).is_file():
-            write_manifest(new_dir, {**read_manifest(new_dir), "reproduces": reproduces})
+            Run.amend(new_dir, reproduces=reproduces)
         raise
     result = train_record.compare_losses(train_records(args.run, record), read_manifest(new_dir), args.steps,
                                          args.tolerance)
-    write_manifest(new_dir, {**read_manifest(new_dir), "reproduces": reproduces,
-                                                    "reproduction": result})
+    Run.amend(new_dir, reproduces=reproduces, reproduction=result)
     print(f"\nrun {new_dir.name} reproduces {record['run_id']}:")
     train_record.print_comparison(result)
     if not result["reproduced"]:

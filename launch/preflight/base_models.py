@@ -1,7 +1,7 @@
 """The base models' small config files, vendored so ``launch check`` resolves recipes offline; and their refresh.
 
-    python -m launch.base_models             # make check-models: compare with the hub, exit 1 on a difference
-    python -m launch.base_models --write     # replace the vendored files with the hub's
+    python -m launch.preflight.base_models             # make check-models: compare with the hub, exit 1 on a difference
+    python -m launch.preflight.base_models --write     # replace the vendored files with the hub's
 
 ``base_model_configs/<org>/<name>/`` holds a model's config.json, tokenizer_config.json,
 special_tokens_map.json and generation_config.json (no weights, no tokenizer.json), and source.json: the
@@ -19,7 +19,7 @@ from typing import Any
 
 from common.files import write_json_atomic
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = Path("base_model_configs")
 FILES = ("config.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
 
@@ -102,7 +102,7 @@ def compare(root: Path = ROOT, write: bool = False) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m launch.base_models", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m launch.preflight.base_models", description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="replace the vendored files with the hub's")
     args = parser.parse_args(argv)
     found = compare(write=args.write)
