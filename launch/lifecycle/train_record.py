@@ -2,7 +2,7 @@
 
     python -m launch.lifecycle.train_record runs/<run-id>      print a run's tokenized-dataset hash and logged losses
 
-Two records, both read back from what Axolotl leaves in the run folder:
+Three records, all read back from what Axolotl leaves in the run folder:
 
 - ``tokenized_dataset``: a content hash of the tokenized rows Axolotl saved under ``dataset_prepared_path``
   (every column of every row, in order). Axolotl's own prepared-data key hashes the config, not the content;
@@ -10,7 +10,9 @@ Two records, both read back from what Axolotl leaves in the run folder:
 - ``losses``: the training loss at every logged step, keyed by the trainer's global step, with the attempt that
   logged it: ``train_losses.jsonl``, written by launch/plugins/preempt.py in the output folder across attempts
   (a step logged again after a resume keeps the later attempt's value). Runs without that file: parsed from the
-  Trainer's log lines in ``logs/train.log`` (``{'loss': '3.127', ..., 'epoch': '0.04545'}``).
+  Trainer's log lines in ``logs/train.log`` (``{'loss': '3.127', ..., 'epoch': '0.04545'}``). A DPO run's rows also
+  hold TRL's reward margin (``rewards/margins``).
+- ``eval_losses``: the same for every evaluation (``eval_loss``), from ``eval_losses.jsonl``; none without that file.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from common.rundir import read_manifest
+from launch.plugins import EVAL_LOSSES_FILE, LOSSES_FILE  # written by launch/plugins/preempt.py
 
 HASH_BATCH_ROWS = 1000
-LOSSES_FILE = "train_losses.jsonl"  # kept equal to launch.plugins.preempt.LOSSES_FILE (that module imports Axolotl)
 DEFAULT_STEPS = 10
 # Axolotl logs losses to four significant digits, so equal runs can differ by one unit in the last digit (< 1e-3).
 DEFAULT_TOLERANCE = 2e-3
@@ -86,7 +88,7 @@ def parse_losses(log: Path, logging_steps: int = 1) -> list[dict[str, Any]]:
 
 
 def recorded_losses(path: Path) -> list[dict[str, Any]]:
-    """The losses the trainer recorded by global step, across attempts: the last entry for each step, in order."""
+    """The rows the trainer recorded by global step, across attempts: the last entry for each step, in order."""
     by_step: dict[int, dict[str, Any]] = {}
     with open(path, encoding="utf-8") as handle:
         for line in handle:
@@ -105,7 +107,9 @@ def summarize_training(run_dir: Path, config: dict[str, Any], log: Path) -> dict
     every = every if isinstance(every, int) and every >= 1 else 1  # a float means a fraction of the run: unknown
     recorded = run_dir / "adapter" / LOSSES_FILE
     losses = recorded_losses(recorded) if recorded.is_file() else parse_losses(log, every) if log.is_file() else []
-    return {"tokenized_dataset": tokenized_dataset(prepared), "losses": losses}
+    evals = run_dir / "adapter" / EVAL_LOSSES_FILE
+    return {"tokenized_dataset": tokenized_dataset(prepared), "losses": losses,
+            "eval_losses": recorded_losses(evals) if evals.is_file() else []}
 
 
 def compare_losses(original: dict[str, Any], new: dict[str, Any], steps: int, tolerance: float) -> dict[str, Any]:

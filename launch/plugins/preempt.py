@@ -17,9 +17,10 @@ before any worker is forked: workers inherit the mask and never see them, while 
 end as pending signals (or through its handler, when another thread takes them). The one thing the mask breaks is
 Python's exit after an uncaught error (an out-of-memory): multiprocessing ends the workers still alive with SIGTERM
 and waits for them, forever; so at exit the plugin kills them first (SIGKILL, which no mask stops), with torch's
-"worker killed" SIGCHLD check off. Rank 0 also appends each logged training loss, keyed by the trainer's global step
-and the attempt (``LAUNCH_ATTEMPT``), to ``train_losses.jsonl`` in the output folder: the run's losses across
-attempts.
+"worker killed" SIGCHLD check off. Rank 0 also appends each logged training loss (with TRL's DPO reward margin,
+``rewards/margins``, when logged), keyed by the trainer's global step and the attempt (``LAUNCH_ATTEMPT``), to
+``train_losses.jsonl`` in the output folder, and each evaluation's ``eval_loss`` to ``eval_losses.jsonl``: the run's
+losses across attempts.
 """
 
 from __future__ import annotations
@@ -35,10 +36,17 @@ from axolotl.integrations.base import BasePlugin
 from transformers import TrainerCallback
 
 from common.files import write_json_atomic
-from launch.plugins import PREEMPTED_EXIT, PREEMPTED_FILE, TRAIN_START_FILE
+from launch.plugins import (
+    EVAL_LOSSES_FILE,
+    LOSSES_FILE,
+    MARGINS,
+    PREEMPTED_EXIT,
+    PREEMPTED_FILE,
+    TRAIN_START_FILE,
+)
 
 LOG = logging.getLogger(__name__)
-LOSSES_FILE = "train_losses.jsonl"
+LOGGED_ROWS = {LOSSES_FILE: ("loss", MARGINS), EVAL_LOSSES_FILE: ("eval_loss", f"eval_{MARGINS}")}  # file: value, extra
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGUSR1}
 
 
@@ -77,11 +85,18 @@ class PreemptionCallback(TrainerCallback):
             LOG.info("resuming at step %d of %d", state.global_step, state.max_steps)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs and "loss" in logs:
-            attempt = os.environ.get("LAUNCH_ATTEMPT")
-            row = {"step": state.global_step, "loss": float(logs["loss"]), "epoch": logs.get("epoch"),
+        """A training log (``loss``) is a row of LOSSES_FILE; an evaluation's (``eval_loss``), of EVAL_LOSSES_FILE."""
+        if not (state.is_world_process_zero and logs):
+            return
+        attempt = os.environ.get("LAUNCH_ATTEMPT")
+        for name, (key, extra) in LOGGED_ROWS.items():
+            if key not in logs:
+                continue
+            row = {"step": state.global_step, key: float(logs[key]), "epoch": logs.get("epoch"),
                    "attempt": int(attempt) if attempt and attempt.isdigit() else None}
-            with open(Path(args.output_dir) / LOSSES_FILE, "a", encoding="utf-8") as handle:
+            if extra in logs:
+                row[extra] = float(logs[extra])
+            with open(Path(args.output_dir) / name, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
 
     def on_step_end(self, args, state, control, **kwargs):

@@ -3,8 +3,8 @@
     python -m launch sft recipes/smollm2-135m/v1/sft.yaml
     python -m launch dpo recipes/smollm2-135m/v1/dpo.yaml --parent runs/<sft-run-id>
 
-A run folder ``runs/<run-id>/`` gets ``config.yaml`` (the recipe as run), ``adapter/``,
-``merged/``, ``logs/`` and ``manifest.json``. Axolotl does the work; we give it paths; ``Run``
+A run folder ``runs/<run-id>/`` gets ``config.yaml`` (the recipe as run), ``adapter/``, ``merged/``, ``logs/``,
+``loss.png`` (launch/runner/loss_curve.py) and ``manifest.json``. Axolotl does the work; we give it paths; ``Run``
 (launch/lifecycle/run.py) keeps the records. The terminal gets a header, a progress line per step and a summary
 (launch/runner/terminal.py); the trainer's own output goes to ``logs/<step>.log`` (``--verbose``: the terminal too).
 
@@ -35,7 +35,7 @@ from launch.lifecycle.run import Run, StageRun
 from launch.lifecycle.topology import Topology
 from launch.plugins import OOM_MARK, PREEMPTED_EXIT
 from launch.registry import STAGE_STEPS  # each stage's Axolotl steps
-from launch.runner import out_of_memory, terminal
+from launch.runner import loss_curve, out_of_memory, terminal
 from launch.submit.distributed import train_command
 
 LOG_TAIL_LINES = 40
@@ -192,6 +192,16 @@ def end_failed(run: Run, attempt: dict[str, Any], step: str, code: int, log_name
     raise SystemExit(terminal.failure(run.id, step, code, tail, log))
 
 
+def record_train_step(run: Run, log: Path) -> None:
+    """The train step's records (losses so far, the tokenized data's hash) and its loss curve, ``loss.png``."""
+    run.record_training(log)
+    try:
+        if loss_curve.write_loss_curve(run.path, run.record) is not None:
+            run.outputs["loss_curve"] = loss_curve.LOSS_CURVE
+    except (OSError, ValueError, RuntimeError) as err:  # a drawing that fails costs the picture, not the run
+        terminal.say(f"run {run.id}: no loss curve: {err}")
+
+
 def run_steps(request: StageRun, run: Run, stopper: Stopper) -> Path:
     """The steps of one attempt, recorded in the manifest as they end."""
     env = stage_env(run.config)
@@ -227,7 +237,7 @@ def run_steps(request: StageRun, run: Run, stopper: Stopper) -> Path:
             run.outputs[f"log_{step}"] = log_name
         if run.end_step(attempt, code, stopper.received) == "preempted":
             if step == "train":
-                run.record_training(run.path / log_name)  # losses so far
+                record_train_step(run, run.path / log_name)  # losses so far
             run.finish(exit_code=code, status="preempted")
             saved = (attempt.get("preempted") or {}).get("checkpoint")
             terminal.say(f"run {run.id}: preempted at {step}"
@@ -238,7 +248,7 @@ def run_steps(request: StageRun, run: Run, stopper: Stopper) -> Path:
             end_failed(run, attempt, step, code, log_name, tail, request.stage)
         if step == "train":
             run.outputs["adapter"] = "adapter"
-            run.record_training(run.path / log_name)  # for `launch reproduce`
+            record_train_step(run, run.path / log_name)  # for `launch reproduce`
         if step == "merge":
             place_merged(run.path)
             run.outputs["merged"] = "merged"

@@ -246,6 +246,7 @@ def summary_lines(stage: str, recipe: Path, run_dir: Path, record: dict[str, Any
         ("eval loss", str(logged.get("eval_loss", ""))),
         ("reward margin", str(logged.get("rewards/margins", ""))),
         ("outputs", ", ".join(shown)),
+        ("loss curve", str(run_dir / outputs["loss_curve"]) if "loss_curve" in outputs else ""),
         ("manifest", str(run_dir / "manifest.json")),
         ("logs", f"{run_dir}/logs/"),
         ("next", next_command(stage, recipe, run_dir, "merged" in outputs, not record.get("overrides"))),
