@@ -1,7 +1,8 @@
 """The floors follow the data (docs/architecture.md): raw -> data_prep -> recipe -> launch -> runs -> eval.
 
 common/ is the ground floor and imports none of ours; data_prep stands on common; eval reads prepared data and run
-folders (data_prep, common) and never launch; launch may rebuild a mixture (data_prep) and never imports eval.
+folders (data_prep, common) and never launch; launch may rebuild a mixture (data_prep) and never imports eval;
+release (a run as a model to use) stands on top, and nothing imports it.
 Imports are read with ``ast`` (those inside functions too), so a lazy import cannot hide a wrong floor or a cycle.
 """
 
@@ -14,12 +15,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("common", "data_prep", "eval", "launch")
+PACKAGES = ("common", "data_prep", "eval", "launch", "release")
 ALLOWED = {  # package -> the packages of ours it may import (itself always)
     "common": set(),
     "data_prep": {"common"},
     "eval": {"common", "data_prep"},
     "launch": {"common", "data_prep"},
+    "release": {"common", "data_prep", "eval", "launch"},  # the top floor: a run as a model to use
 }
 
 
@@ -77,6 +79,13 @@ def test_data_prep_imports_neither_launch_nor_eval_and_eval_never_launch():
     assert not any(package(t) in {"launch", "eval"} for m, ts in GRAPH.items() if package(m) == "data_prep" for t in ts)
     assert not any(package(t) == "launch" for m, ts in GRAPH.items() if package(m) == "eval" for t in ts)
     assert GRAPH["data_prep.decontaminate"] and GRAPH["eval.run"]  # the parser found imports at all
+
+
+def test_release_is_the_top_floor_nothing_imports_it():
+    wrong = sorted(f"{m} imports {t}" for m, ts in GRAPH.items() if package(m) != "release" for t in ts
+                   if package(t) == "release")
+    assert not wrong, "\n".join(wrong)
+    assert GRAPH["release.generate"]  # the parser found release's imports at all
 
 
 def cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -1,4 +1,5 @@
-"""One CLI convention: ``python -m launch|data_prep|eval --help`` lists every subcommand, without torch or Axolotl."""
+"""One CLI convention: ``python -m PACKAGE --help`` (launch, data_prep, eval, release) lists every subcommand,
+without torch or Axolotl."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def help_of(module: str) -> dict:
     ("launch", list(LAUNCH_COMMANDS)),
     ("data_prep", ["convert", "decontaminate", "build"]),
     ("eval", ["prepare", "run", "report"]),
+    ("release", ["generate", "chat"]),
 ])
 def test_help_lists_every_subcommand_without_importing_torch_or_axolotl(module, commands):
     shown = help_of(module)

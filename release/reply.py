@@ -1,0 +1,101 @@
+"""One reply to a conversation: the tokenizer's chat template, the card's decoding, stop on any terminator.
+
+``stop`` says what ended it: ``"end_of_turn"`` (an end-of-turn token such as ``<|eot_id|>`` or ``<|im_end|>``),
+``"eos"`` (the tokenizer's eos when it is no end-of-turn token, e.g. Llama-3's ``<|end_of_text|>``) or
+``"max_new_tokens"``. ``tokens`` counts every new token, the stopping one included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from common.errors import InputError, positive_int
+from release.card import MAX_NEW_TOKENS, SYSTEM_PROMPT, TOP_P
+from release.generation_config import END_OF_TURN_TOKENS, SAMPLING_KEYS, terminators
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How to answer: greedy unless ``temperature`` > 0 (then top-p sampling, as in the card's snippet)."""
+
+    system: str = SYSTEM_PROMPT
+    max_new_tokens: int = MAX_NEW_TOKENS
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    tokens: int
+    stop: str
+    stop_token: str | None
+
+
+def first_messages(decoding: Decoding) -> list[dict[str, str]]:
+    """A conversation's first messages: the system prompt, unless it is empty."""
+    return [{"role": "system", "content": decoding.system}] if decoding.system else []
+
+
+def generation_settings(model: Any, tokenizer: Any, decoding: Decoding) -> Any:
+    """The model's generation config with the card's decoding; eos: its own eos ids and every terminator."""
+    own = model.generation_config.eos_token_id
+    own = [] if own is None else [own] if isinstance(own, int) else list(own)
+    stops = list(dict.fromkeys([*terminators(tokenizer), *own]))
+    if not stops:
+        raise InputError(f"{tokenizer.name_or_path}: no eos token and no known end-of-turn token in the tokenizer")
+    config = copy.deepcopy(model.generation_config)
+    sampling = decoding.temperature > 0
+    config.update(max_new_tokens=decoding.max_new_tokens, do_sample=sampling, eos_token_id=stops,
+                  pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0],
+                  **({"temperature": decoding.temperature, "top_p": TOP_P} if sampling
+                     else dict.fromkeys(SAMPLING_KEYS)))
+    return config
+
+
+def respond(model: Any, tokenizer: Any, messages: list[dict[str, str]], decoding: Decoding,
+            streamer: Any = None) -> Reply:
+    """Generate the assistant's next turn after ``messages``."""
+    import torch
+
+    if not tokenizer.chat_template:
+        raise InputError(f"{tokenizer.name_or_path}: its tokenizer has no chat template")
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
+                                           return_tensors="pt").to(model.device)
+    settings = generation_settings(model, tokenizer, decoding)
+    with torch.inference_mode():
+        output = model.generate(**inputs, generation_config=settings, streamer=streamer)
+    new = output[0, inputs["input_ids"].shape[1]:].tolist()
+    last = new[-1] if new else None
+    if last in settings.eos_token_id:
+        token = tokenizer.convert_ids_to_tokens(last)
+        stop = "end_of_turn" if token in END_OF_TURN_TOKENS else "eos"
+        return Reply(tokenizer.decode(new[:-1], skip_special_tokens=True), len(new), stop, token)
+    return Reply(tokenizer.decode(new, skip_special_tokens=True), len(new), "max_new_tokens", None)
+
+
+def add_decoding_options(parser: argparse.ArgumentParser) -> None:
+    """--system, --max-new-tokens, --temperature: the same for generate and chat."""
+    parser.add_argument("--system", default=SYSTEM_PROMPT,
+                        help="the system prompt (default: the model card's; '' for none)")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=MAX_NEW_TOKENS,
+                        help=f"most new tokens per reply (default {MAX_NEW_TOKENS}, as the card's snippet)")
+    parser.add_argument("--temperature", type=non_negative, default=0.0,
+                        help=f"0 (default, the card's advice): greedy; above 0: sampling with top_p {TOP_P}")
+
+
+def decoding_of(args: argparse.Namespace) -> Decoding:
+    return Decoding(system=args.system, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+
+
+def non_negative(text: str) -> float:
+    """argparse type: a number of 0 or more (not nan)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of 0 or more")
+    return value

@@ -1,0 +1,119 @@
+"""RUN_OR_MODEL -> a loaded model and tokenizer: a run's merged/, else its adapter/ on its base, or a model folder.
+
+    runs/<id>            merged/ when there, else adapter/ on the base its manifest names
+    runs/<id>/adapter    (any LoRA adapter folder) on the base in its adapter_config.json
+    models/<name>        a plain model folder (config.json)
+
+Local folders only, and never ``trust_remote_code``. Anything else is refused in one line before torch loads.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common import quiet
+from common.errors import InputError
+from common.rundir import MANIFEST, latest_run, read_manifest
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+@dataclass(frozen=True)
+class Source:
+    """What to load: the model (or the adapter's base), the adapter, and where the tokenizer is."""
+
+    model: Path
+    tokenizer: Path
+    adapter: Path | None = None
+
+    def describe(self) -> str:
+        return f"{self.adapter} on {self.model}" if self.adapter else str(self.model)
+
+
+def default_run(runs_dir: Path = Path("runs")) -> Path:
+    """The latest successful dpo run, else sft (``make chat`` without RUN)."""
+    for stage in ("dpo", "sft"):
+        try:
+            return latest_run(runs_dir, stage)
+        except SystemExit:
+            continue
+    raise InputError(f"no successful dpo or sft run in {runs_dir}/: run `make sft` first, or name a model folder")
+
+
+def find_source(spec: str) -> Source:
+    """The folders ``spec`` (a run, an adapter or a model folder) names; InputError when it names none."""
+    path = Path(spec)
+    if (path / MANIFEST).is_file():
+        return run_source(path)
+    if (path / ADAPTER_CONFIG).is_file():
+        return adapter_source(path, adapter_base(path))
+    if (path / "config.json").is_file():
+        return Source(model=path, tokenizer=path)
+    what = "no such folder" if not path.exists() else "neither a run (manifest.json) nor a model (config.json)"
+    raise InputError(f"{spec}: {what}; give runs/<id>, an adapter folder or a model folder")
+
+
+def run_source(run: Path) -> Source:
+    """A run's merged/ model, else its adapter/ on its base."""
+    status = read_manifest(run).get("status")
+    if status != "succeeded":
+        print(f"warning: {run}: run status is {status!r}; its model may be unfinished", file=sys.stderr)
+    if (run / "merged" / "config.json").is_file():
+        return Source(model=run / "merged", tokenizer=run / "merged")
+    if (run / "adapter" / ADAPTER_CONFIG).is_file():
+        return adapter_source(run / "adapter", run_base(run))
+    raise InputError(f"{run}: the run has neither merged/ nor adapter/ (status {status!r}): nothing to load")
+
+
+def run_base(run: Path) -> Path:
+    """The base model a run trained, from its manifest (as the launcher recorded it, relative to where it ran)."""
+    base = (read_manifest(run).get("base_model") or {}).get("id")
+    if not base:
+        return adapter_base(run / "adapter")
+    return local_base(base, run, f"{run / MANIFEST}: base_model")
+
+
+def adapter_base(adapter: Path) -> Path:
+    """The base model an adapter folder names in its adapter_config.json."""
+    config = json.loads((adapter / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise InputError(f"{adapter / ADAPTER_CONFIG}: no base_model_name_or_path")
+    return local_base(base, adapter.parent, f"{adapter / ADAPTER_CONFIG}: base_model_name_or_path")
+
+
+def local_base(base: str, run: Path, where: str) -> Path:
+    """``base`` as a folder here: as written, else under the run's project (``runs/<id>`` -> ``.``)."""
+    for candidate in (Path(base), run.resolve().parent.parent / base):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise InputError(f"{where} {base!r} is not a model folder here (hub models are not fetched)")
+
+
+def adapter_source(adapter: Path, base: Path) -> Source:
+    """The adapter on ``base``; the adapter's own tokenizer when it saved one (it may have added tokens)."""
+    has_tokenizer = any((adapter / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
+    return Source(model=base, tokenizer=adapter if has_tokenizer else base, adapter=adapter)
+
+
+def load_model(source: Source) -> tuple[Any, Any]:
+    """(model in eval mode on the GPU when there is one, tokenizer)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging
+
+    if not quiet.VERBOSE:
+        logging.disable_progress_bar()  # the per-tensor "Loading weights" bar
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(source.tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(source.model, dtype=dtype)
+    if source.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, source.adapter)
+    return model.to(device).eval(), tokenizer
