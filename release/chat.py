@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from release.reply import Reply, add_decoding_options, decoding_of, first_messages, respond
-from release.source import default_run, find_source, load_model
+from eval.model_source import default_run, find_source, load_model
+from eval.reply import Reply, add_decoding_options, decoding_of, first_messages, respond
 
 YOU, MODEL = "you> ", "model> "
 

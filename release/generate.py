@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, replace
 
 from common.errors import InputError
-from release.reply import Decoding, add_decoding_options, decoding_of, first_messages, respond
-from release.source import find_source, load_model
+from eval.model_source import find_source, load_model
+from eval.reply import Decoding, add_decoding_options, decoding_of, first_messages, respond
 
 KEYS = ("prompt", "system")
 

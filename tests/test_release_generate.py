@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
+from eval.card_usage import SYSTEM_PROMPT
+from eval.reply import Decoding, generation_settings
+from eval.terminators import terminators
 from release.__main__ import main
-from release.card import SYSTEM_PROMPT
-from release.generation_config import release_generation_config, terminators
-from release.reply import Decoding, generation_settings
+from release.generation_config import release_generation_config
 
 WORD_ID = 300  # an ordinary token of the fixture's trained vocabulary
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.errors import InputError, positive_int
-from release.card import MAX_NEW_TOKENS, SYSTEM_PROMPT, TOP_P
-from release.generation_config import END_OF_TURN_TOKENS, SAMPLING_KEYS, terminators
+from eval.card_usage import MAX_NEW_TOKENS, SYSTEM_PROMPT, TOP_P
+from eval.terminators import END_OF_TURN_TOKENS, SAMPLING_KEYS, terminators
 
 
 @dataclass(frozen=True)
