@@ -3,6 +3,7 @@
     python -m eval prepare TASK INPUT... --out DIR     raw benchmark files -> DIR/<task>.jsonl + manifest
     python -m eval prepare --all --out DIR [--from RAW_DIR]   all nine: from the hub, or raw files found by name
     python -m eval run --model PATH_OR_RUN [...]       lm-eval, zero-shot, on the local task YAMLs
+    python -m eval generate-check [--model RUN]        greedy answers: does the model end its turn? (stop rate...)
     python -m eval report RESULTS... [--out report.md] a table against the model card, with a chart
 
 Bad input ends with one line naming the file or option (exit 2); --debug shows the traceback.
@@ -18,7 +19,8 @@ import sys
 from common import progress, quiet
 from common.errors import one_line_errors, split_debug
 
-COMMANDS = {"prepare": "eval.prepare", "run": "eval.run", "report": "eval.report"}
+COMMANDS = {"prepare": "eval.prepare", "run": "eval.run", "generate-check": "eval.generation_check",
+            "report": "eval.report"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,6 +58,12 @@ def generation_settings(model: Any, tokenizer: Any, decoding: Decoding) -> Any:
 def respond(model: Any, tokenizer: Any, messages: list[dict[str, str]], decoding: Decoding,
             streamer: Any = None) -> Reply:
     """Generate the assistant's next turn after ``messages``."""
+    return reply_of(tokenizer, *new_tokens(model, tokenizer, messages, decoding, streamer))
+
+
+def new_tokens(model: Any, tokenizer: Any, messages: list[dict[str, str]], decoding: Decoding,
+               streamer: Any = None) -> tuple[list[int], list[int]]:
+    """(the next turn's new token ids, the stopping one included; the ids that stop it)."""
     import torch
 
     if not tokenizer.chat_template:
@@ -67,9 +73,13 @@ def respond(model: Any, tokenizer: Any, messages: list[dict[str, str]], decoding
     settings = generation_settings(model, tokenizer, decoding)
     with torch.inference_mode():
         output = model.generate(**inputs, generation_config=settings, streamer=streamer)
-    new = output[0, inputs["input_ids"].shape[1]:].tolist()
+    return output[0, inputs["input_ids"].shape[1]:].tolist(), list(settings.eos_token_id)
+
+
+def reply_of(tokenizer: Any, new: list[int], stops: list[int]) -> Reply:
+    """The reply of new token ids: its text without special tokens, and what stopped it."""
     last = new[-1] if new else None
-    if last in settings.eos_token_id:
+    if last in stops:
         token = tokenizer.convert_ids_to_tokens(last)
         stop = "end_of_turn" if token in END_OF_TURN_TOKENS else "eos"
         return Reply(tokenizer.decode(new[:-1], skip_special_tokens=True), len(new), stop, token)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from common.files import atomic_writer
 from eval import chart
+from eval.generation_check import figure_words, percent
 from eval.published import (
     PUBLISHED,
     TASKS,
@@ -54,6 +55,7 @@ class ScoredRun:
     summary: dict
     scores: dict[str, Score]
     others: list[str] = field(default_factory=list)  # tasks in the file outside the nine
+    generation: dict | None = None  # the generation check's figures (eval/generation_check.py)
 
 
 def results_file(arg: str) -> Path:
@@ -94,7 +96,35 @@ def load_run(path: Path) -> ScoredRun:
         else:  # lm-eval writes "N/A" when it has none; this is its formula (lm_eval.api.metrics.mean_stderr)
             scores[task] = Score(acc, math.sqrt(acc * (1 - acc) / (n - 1)) if n > 1 else None, n, True)
     name = summary.get("run_id") or Path(str(summary.get("model") or path.parent)).name
-    return ScoredRun(name, path, summary, scores, others)
+    return ScoredRun(name, path, summary, scores, others, generation_of(data, path))
+
+
+def generation_of(data: dict, path: Path) -> dict | None:
+    """The generation check's figures: results.json's ``generation_check``, else generation_check.json beside it."""
+    found = data.get("generation_check")
+    beside = path.with_name("generation_check.json")
+    if found is None and beside.is_file():
+        try:
+            found = json.loads(beside.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BadInput(f"{beside}: not valid JSON") from None
+    if not isinstance(found, dict) or not isinstance(found.get("use_cases"), dict):
+        return None
+    rows = [found.get("overall"), *found["use_cases"].values()]
+    keys = ("answers", "stop_rate", "median_tokens", "p95_tokens", "repetition_rate", "leak_rate")
+    if not all(isinstance(row, dict) and all(isinstance(row.get(k), int | float) for k in keys) for row in rows):
+        raise BadInput(f"{path}: generation_check: expected overall and use_cases figures ({', '.join(keys)})")
+    return found
+
+
+def generation_lines(run: ScoredRun) -> list[str]:
+    """A run's generation-check table: one row per use case, then overall."""
+    g = run.generation or {}
+    rows = [*g["use_cases"].items(), ("**overall**", g["overall"])]
+    return ["", f"**{run.name}**, at most {g.get('max_new_tokens')} new tokens:", "",
+            "| prompts | n | stop rate | median tokens | p95 tokens | repetition | leaks |", "| --- " * 7 + "|",
+            *(f"| {case} | {f['answers']} | {percent(f['stop_rate'])} | {f['median_tokens']:g} | {f['p95_tokens']} | "
+              f"{percent(f['repetition_rate'])} | {percent(f['leak_rate'])} |" for case, f in rows)]
 
 
 def interval(se: float | None) -> str:
@@ -162,6 +192,15 @@ def render(runs: list[ScoredRun], source: dict, rows: list[Published], chart_nam
         s = r.summary
         out.append(f"- **{r.name}**: `{r.path}`, model `{s.get('model')}`, settings {json.dumps(s.get('settings'))}"
                    + (f"; tasks outside the nine, not shown: {', '.join(r.others)}" if r.others else ""))
+    checked = [r for r in runs if r.generation]
+    if checked:
+        out += ["", "## Generation check", "",
+                "Greedy answers to held-out prompts (`python -m eval generate-check`): stop rate, the share ending "
+                "on a terminator before the limit; length in new tokens; repetition, the share with a 4-gram of "
+                "tokens three times; leaks, the share showing a chat-template token. Benchmarks cannot show a model "
+                "that never ends its turn."]
+        for r in checked:
+            out += generation_lines(r)
     where = published.relative_to(ROOT) if published.is_relative_to(ROOT) else published
     out += ["", f"Published rows: {source.get('url')}, transcribed {source.get('transcribed')} ({where}); "
             f"{source.get('setting')}.", ""]
@@ -195,6 +234,7 @@ def brief_lines(runs: list[ScoredRun], rows: list[Published], warning: list[str]
     lines = [f"WARNING: {line.replace('**', '')}" for line in warning]
     lines += [f"  {r.name}: Avg {our_cells(r)[-1]} (accuracy %, ± 95% interval)" + (f"; on the card: {card}" if card
               else "") for r in runs]
+    lines += [f"  {r.name}: generation check: {figure_words(r.generation['overall'])}" for r in runs if r.generation]
     return [*lines, f"report: {out} and {png} (beside the card's {len(rows)} published rows)"]
 
 
@@ -228,6 +268,8 @@ def main(argv: list[str] | None = None) -> None:
     for line in warning:
         print(f"WARNING: {line.replace('**', '')}\n")
     print(text.split("\n\n![")[0])
+    if "\n## Generation check\n" in text:
+        print("\n## Generation check" + text.split("\n## Generation check")[1].split("\n\nPublished rows:")[0])
     print(f"\nwrote {out} and {png}")
 
 
