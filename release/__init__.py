@@ -3,7 +3,9 @@
     generation_config   the ``generation_config.json`` a released model carries: every terminator, greedy
     (eval/ holds what generation shares with the eval's generation check: card_usage, terminators, model_source,
     reply)
-    generate, chat      the commands (``release/__main__.py``)
+    model_card          the release's README.md: hub front matter and model-index from manifests and eval results
+    build, publish      ``releases/<name>/`` (weights, card, release.json), built aside and renamed in; one hub commit
+    generate, chat      the commands (``release/__main__.py``), with build and publish
 
 May import common, data_prep, eval and launch (every floor below); nothing imports release. It reads runs through
 their folders (``common.rundir``), not through launch's code, and its commands are not in launch's registry.

@@ -2,6 +2,8 @@
 
     python -m release generate RUN_OR_MODEL [PROMPT ...]   one JSON line per prompt (or JSONL prompts on stdin)
     python -m release chat [RUN_OR_MODEL]                  interactive, streamed; /reset, /exit (make chat RUN=...)
+    python -m release build [RUN] [--name NAME] [--out releases]   releases/<name>/: weights, card, release.json
+    python -m release publish releases/<name> --repo ORG/NAME [--private] [--dry-run]   one hub commit (HF_TOKEN)
 
 RUN_OR_MODEL: runs/<id> (its merged/, else its adapter/ on its base), an adapter folder or a model folder.
 Both use the model card's system prompt (--system), greedy decoding (--temperature), --max-new-tokens, and stop on
@@ -17,7 +19,8 @@ import sys
 from common import quiet
 from common.errors import one_line_errors, split_debug
 
-COMMANDS = {"generate": "release.generate", "chat": "release.chat"}
+COMMANDS = {"generate": "release.generate", "chat": "release.chat", "build": "release.build",
+            "publish": "release.publish"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -53,3 +53,15 @@ def only_run(runs_dir: Path, stage: str) -> Path:
     found = [p for p in runs_dir.iterdir() if f"-{stage}-" in p.name]
     assert len(found) == 1, f"expected one {stage} run in {runs_dir}, found {[p.name for p in found]}"
     return found[0]
+
+
+def refused_in_one_line(main, capsys, *argv: str) -> str:
+    """``main(argv)`` ends with exit 2 and one line on stderr, no traceback; that line."""
+    import pytest
+
+    with pytest.raises(SystemExit) as end:
+        main(list(argv))
+    assert end.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err

@@ -37,8 +37,8 @@ def help_of(module: str) -> dict:
 @pytest.mark.parametrize("module, commands", [
     ("launch", list(LAUNCH_COMMANDS)),
     ("data_prep", ["convert", "decontaminate", "build"]),
-    ("eval", ["prepare", "run", "report"]),
-    ("release", ["generate", "chat"]),
+    ("eval", ["prepare", "run", "generate-check", "report"]),
+    ("release", ["generate", "chat", "build", "publish"]),
 ])
 def test_help_lists_every_subcommand_without_importing_torch_or_axolotl(module, commands):
     shown = help_of(module)

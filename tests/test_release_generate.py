@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, refused_in_one_line
 
 from eval.card_usage import SYSTEM_PROMPT
 from eval.reply import Decoding, generation_settings
@@ -62,12 +62,7 @@ def generate(capsys, *argv: str) -> list[dict]:
 
 
 def refused(capsys, *argv: str) -> str:
-    with pytest.raises(SystemExit) as end:
-        main(list(argv))
-    assert end.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
+    return refused_in_one_line(main, capsys, *argv)
 
 
 def test_the_generation_config_stops_on_end_of_text_and_eot(tiny_llama3, tmp_path):

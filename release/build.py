@@ -1,0 +1,141 @@
+"""python -m release build RUN [--name NAME] [--out releases]: a trained run as a folder to publish.
+
+Writes OUT/NAME/ (default NAME: the run id): the run's merged/ weights (safetensors), config and tokenizer files
+with its chat template, copied as they are; ``generation_config.json`` with every terminator as eos and greedy
+decoding; the loss curves (``loss.png``, the parent SFT run's as ``loss-sft.png``); the model card ``README.md``;
+and ``release.json`` (source runs, code commit, every file's sha256 and size). The folder is built beside its
+place and renamed in: an existing release is replaced whole, or, on any failure, left as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from common.errors import InputError
+from common.files import sha256_file, write_json_atomic
+from common.rundir import check_run_id, now, read_manifest
+from eval.terminators import end_of_turn_tokens
+from release.generation_config import release_generation_config
+from release.model_card import Stage, render_card
+
+RELEASE_JSON = "release.json"
+MODEL_FILES = ("*.safetensors", "model.safetensors.index.json", "config.json", "tokenizer.json",
+               "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model",
+               "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stages_of(run: Path) -> list[Stage]:
+    """The run and, for a DPO run, its parent SFT run first (manifest ``parent``); refused unless succeeded."""
+    if not (run / "manifest.json").is_file():
+        raise InputError(f"{run}: not a run folder (no manifest.json)")
+    stages = [Stage(run, read_manifest(run))]
+    parent = stages[0].manifest.get("parent") or {}
+    if parent:  # recorded relative to where the launcher ran; else beside this run
+        found = [p for p in (Path(parent.get("path", "")), run.parent / str(parent.get("run_id")))
+                 if (p / "manifest.json").is_file()]
+        if not found:
+            raise InputError(f"{run}: its parent run {parent.get('path') or parent.get('run_id')} is not here")
+        stages.insert(0, Stage(found[0], read_manifest(found[0])))
+    status = stages[-1].manifest.get("status")
+    if status != "succeeded":
+        raise InputError(f"{run}: run status is {status!r}; only a succeeded run is released")
+    return stages
+
+
+def model_files(merged: Path) -> list[Path]:
+    """The files of ``merged/`` a release carries; refused without safetensors weights or a chat template."""
+    files = sorted({p for pattern in MODEL_FILES for p in merged.glob(pattern) if p.is_file()})
+    if not any(p.suffix == ".safetensors" for p in files):
+        raise InputError(f"{merged}: no *.safetensors weights (is the run merged? `python -m launch merge`)")
+    config = json.loads((merged / "tokenizer_config.json").read_text(encoding="utf-8")) \
+        if (merged / "tokenizer_config.json").is_file() else {}
+    if not config.get("chat_template") and not any(p.name.startswith("chat_template") for p in files):
+        raise InputError(f"{merged}: the tokenizer has no chat template")
+    return files
+
+
+def file_records(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every file under ``folder`` but release.json: relative path -> sha256 and size."""
+    return {p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != RELEASE_JSON}
+
+
+def write_release(stage_dir: Path, stages: list[Stage], name: str) -> None:
+    """Everything a release holds, written into ``stage_dir``."""
+    run = stages[-1]
+    for path in model_files(run.path / "merged"):
+        shutil.copy2(path, stage_dir / path.name)
+    write_json_atomic(stage_dir / "generation_config.json", release_generation_config(run.path / "merged"))
+    images = {}
+    for stage in stages:
+        image = "loss.png" if stage is run else f"loss-{stage.name}.png"
+        if (stage.path / "loss.png").is_file():
+            shutil.copy2(stage.path / "loss.png", stage_dir / image)
+            images[stage.name] = image
+    from transformers import AutoTokenizer
+
+    end_tokens = end_of_turn_tokens(AutoTokenizer.from_pretrained(run.path / "merged"))
+    results = run.path / "eval" / "results.json"
+    card = render_card(name, stages, results if results.is_file() else None, images, ROOT, end_tokens)
+    (stage_dir / "README.md").write_text(card, encoding="utf-8")
+    write_json_atomic(stage_dir / RELEASE_JSON, {
+        "name": name, "built_at": now(),
+        "runs": [{"run_id": s.path.name, "stage": s.name, "path": str(s.path), "recipe": s.manifest.get("recipe")}
+                 for s in stages],
+        "code": run.manifest.get("code"), "files": file_records(stage_dir), "hub": None})
+
+
+def replace_whole(stage_dir: Path, target: Path) -> None:
+    """Move ``stage_dir`` to ``target``; an old ``target`` is set aside first and removed only after."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.replace(target, old / target.name)
+    try:
+        os.replace(stage_dir, target)
+    except BaseException:
+        if old:
+            os.replace(old / target.name, target)
+        raise
+    if old:
+        shutil.rmtree(old)
+
+
+def build_release(run: Path, name: str | None = None, out: Path = Path("releases")) -> Path:
+    """Build ``out/<name>`` from ``run``; return it."""
+    stages = stages_of(run)
+    name = check_run_id(name or run.resolve().name)
+    out.mkdir(parents=True, exist_ok=True)
+    stage_dir = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out))
+    umask = os.umask(0)
+    os.umask(umask)
+    stage_dir.chmod(0o777 & ~umask)  # mkdtemp makes 0700; give the folder the mode mkdir would have
+    try:
+        write_release(stage_dir, stages, name)
+        replace_whole(stage_dir, out / name)
+    except BaseException:
+        shutil.rmtree(stage_dir, ignore_errors=True)
+        raise
+    return out / name
+
+
+def main(argv: list[str]) -> None:
+    from eval.model_source import default_run
+
+    parser = argparse.ArgumentParser(prog="python -m release build", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", nargs="?", type=Path, help="runs/<id> (default: the latest dpo run, else sft)")
+    parser.add_argument("--name", help="the release's folder name (default: the run id)")
+    parser.add_argument("--out", type=Path, default=Path("releases"), help="where releases go (default: %(default)s)")
+    args = parser.parse_args(argv)
+    folder = build_release(args.run or default_run(), args.name, args.out)
+    record = json.loads((folder / RELEASE_JSON).read_text(encoding="utf-8"))
+    size = sum(f["size"] for f in record["files"].values())
+    print(f"release {folder}/: {len(record['files'])} files, {size / 2**20:.1f} MiB; card {folder}/README.md\n"
+          f"next: python -m release publish {folder} --repo ORG/NAME [--private] [--dry-run]")

@@ -1,0 +1,82 @@
+"""python -m release publish releases/<name> --repo ORG/NAME [--private] [--dry-run]: a release on the hub.
+
+Checks the folder first: every file as release.json records it (sha256 and size, none missing, none extra) and a
+card with results (``model-index``; a pipeline check has none). Then creates the repository (if new) and uploads
+every file in ONE commit, and records the hub revision (the commit id) in release.json. The token is HF_TOKEN
+from the environment, never written anywhere. ``--dry-run`` lists the files with sizes and touches no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from common.errors import InputError
+from common.files import write_json_atomic
+from common.rundir import now
+from release.build import RELEASE_JSON, file_records
+
+
+def checked(folder: Path) -> dict[str, Any]:
+    """release.json of ``folder``, after its files and card are checked; InputError naming the first problem."""
+    from huggingface_hub import ModelCard
+
+    if not (folder / RELEASE_JSON).is_file():
+        raise InputError(f"{folder}: no {RELEASE_JSON} (build one with `python -m release build RUN`)")
+    record = json.loads((folder / RELEASE_JSON).read_text(encoding="utf-8"))
+    found, recorded = file_records(folder), record.get("files") or {}
+    for name in sorted(set(found) | set(recorded)):
+        if found.get(name) != recorded.get(name):
+            what = "missing" if name not in found else "not in release.json" if name not in recorded else \
+                "changed since the build (sha256 or size differs)"
+            raise InputError(f"{folder / name}: {what}; rebuild with `python -m release build`")
+    card = ModelCard.load(folder / "README.md")
+    if not card.data.eval_results:
+        raise InputError(f"{folder}/README.md: the card has no results (no eval on the real test sets; a "
+                         "pipeline check does not count): `make eval RUN=...` on prepared benchmarks, then rebuild")
+    return record
+
+
+def publish(folder: Path, repo: str, private: bool = False, dry_run: bool = False) -> dict[str, Any]:
+    """Upload ``folder`` to ``repo`` in one commit; return release.json as updated (unchanged for a dry run)."""
+    record = checked(folder)
+    files = record["files"]
+    if dry_run:
+        for name, entry in files.items():
+            print(f"{entry['size']:>14,}  {name}")
+        print(f"{sum(e['size'] for e in files.values()):>14,}  {len(files)} files -> {repo} "
+              f"({'private' if private else 'public'}); dry run, nothing sent")
+        return record
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        raise InputError("HF_HUB_OFFLINE is set: publishing needs the network (HF_HUB_OFFLINE=0 python -m release "
+                         "publish ...)")
+    token = os.environ.get("HF_TOKEN")
+    if not token:
+        raise InputError("HF_TOKEN is not set: export a hub token with write access")
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name))
+                  for name in [*files, RELEASE_JSON]]
+    info = api.create_commit(repo, operations, commit_message=f"Release {record.get('name')}", repo_type="model")
+    record["hub"] = {"repo": repo, "revision": info.oid, "url": getattr(info, "commit_url", None),
+                     "private": private, "published_at": now()}
+    write_json_atomic(folder / RELEASE_JSON, record)
+    print(f"published {folder}/ to {repo} at revision {info.oid} ({len(operations)} files, one commit)")
+    return record
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m release publish", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path, help="releases/<name> (from `python -m release build`)")
+    parser.add_argument("--repo", required=True, help="the hub repository, ORG/NAME")
+    parser.add_argument("--private", action="store_true", help="create the repository private")
+    parser.add_argument("--dry-run", action="store_true", help="list the files and sizes; no network")
+    args = parser.parse_args(argv)
+    if args.repo.count("/") != 1 or not all(args.repo.split("/")):
+        raise InputError(f"--repo {args.repo!r}: expected ORG/NAME")
+    publish(args.folder, args.repo, args.private, args.dry_run)
