@@ -85,7 +85,8 @@ def test_manifest_is_complete(runs, stage, small_data):
         assert record["packages"][package], package
     assert record["host"]["hostname"] and record["host"]["cpu_count"] >= 1
     assert record["outputs"] == {"config": "config.yaml", "log_train": "logs/train.log", "adapter": "adapter",
-                                 "log_merge": "logs/merge.log", "merged": "merged"}
+                                 "loss_curve": "loss.png", "log_merge": "logs/merge.log", "merged": "merged"}
+    assert (runs[stage] / "loss.png").read_bytes().startswith(b"\x89PNG")  # every training run has its loss curve
 
 
 def test_dpo_starts_from_the_sft_runs_merged_model(runs):
