@@ -7,13 +7,8 @@ temperature = 0": greedy decoding is our default; ``top_p=0.9`` is the snippet's
 
 from __future__ import annotations
 
-SYSTEM_PROMPT = (
-    "You are an expert and experienced from the healthcare and biomedical domain with extensive medical knowledge "
-    "and practical experience. Your name is OpenBioLLM, and you were developed by Saama AI Labs. who's willing to "
-    "help answer the user's query with explanation. In your explanation, leverage your deep medical expertise such "
-    "as relevant anatomical structures, physiological processes, diagnostic criteria, treatment guidelines, or other "
-    "pertinent medical concepts. Use precise medical terminology while still aiming to make the explanation clear "
-    "and accessible to a general audience."
-)
+from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
+
+SYSTEM_PROMPT = OPENBIOLLM_SYSTEM_PROMPT  # the one copy: the rows data_prep builds carry it too
 MAX_NEW_TOKENS = 256
 TOP_P = 0.9  # with --temperature > 0 only
