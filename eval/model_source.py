@@ -3,6 +3,7 @@
     runs/<id>            merged/ when there, else adapter/ on the base its manifest names
     runs/<id>/adapter    (any LoRA adapter folder) on the base in its adapter_config.json
     models/<name>        a plain model folder (config.json)
+    X.gguf               a GGUF file, run by llama.cpp (eval/gguf_model.py)
 
 Local folders only, and never ``trust_remote_code``. Anything else is refused in one line before torch loads.
 """
@@ -47,6 +48,11 @@ def default_run(runs_dir: Path = Path("runs")) -> Path:
 def find_source(spec: str) -> Source:
     """The folders ``spec`` (a run, an adapter or a model folder) names; InputError when it names none."""
     path = Path(spec)
+    if path.suffix.lower() == ".gguf":
+        from eval.gguf_model import check_gguf_file
+
+        check_gguf_file(path)
+        return Source(model=path, tokenizer=path)
     if (path / MANIFEST).is_file():
         return run_source(path)
     if (path / ADAPTER_CONFIG).is_file():
@@ -54,7 +60,7 @@ def find_source(spec: str) -> Source:
     if (path / "config.json").is_file():
         return Source(model=path, tokenizer=path)
     what = "no such folder" if not path.exists() else "neither a run (manifest.json) nor a model (config.json)"
-    raise InputError(f"{spec}: {what}; give runs/<id>, an adapter folder or a model folder")
+    raise InputError(f"{spec}: {what}; give runs/<id>, an adapter folder, a model folder or a .gguf file")
 
 
 def run_source(run: Path) -> Source:
@@ -101,7 +107,11 @@ def adapter_source(adapter: Path, base: Path) -> Source:
 
 
 def load_model(source: Source) -> tuple[Any, Any]:
-    """(model in eval mode on the GPU when there is one, tokenizer)."""
+    """(model in eval mode on the GPU when there is one, tokenizer); a GGUF file: llama.cpp's model and vocabulary."""
+    if source.model.suffix.lower() == ".gguf":
+        from eval.gguf_model import load_gguf
+
+        return load_gguf(source.model)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging

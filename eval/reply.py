@@ -64,6 +64,8 @@ def respond(model: Any, tokenizer: Any, messages: list[dict[str, str]], decoding
 def new_tokens(model: Any, tokenizer: Any, messages: list[dict[str, str]], decoding: Decoding,
                streamer: Any = None) -> tuple[list[int], list[int]]:
     """(the next turn's new token ids, the stopping one included; the ids that stop it)."""
+    if getattr(model, "is_gguf", False):  # eval/gguf_model.py: llama.cpp answers
+        return model.new_tokens(messages, decoding, streamer)
     import torch
 
     if not tokenizer.chat_template:

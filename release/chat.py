@@ -19,7 +19,8 @@ YOU, MODEL = "you> ", "model> "
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m release chat", description=__doc__.split("\n\n")[1])
     parser.add_argument("model", metavar="RUN_OR_MODEL", nargs="?",
-                        help="runs/<id>, an adapter folder or a model folder (default: the latest dpo, else sft, run)")
+                        help="runs/<id>, an adapter folder, a model folder or a .gguf file (llama.cpp) "
+                             "(default: the latest dpo, else sft, run)")
     add_decoding_options(parser)
     return parser.parse_args(argv)
 

@@ -22,7 +22,8 @@ KEYS = ("prompt", "system")
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m release generate", description=__doc__.split("\n\n")[1])
-    parser.add_argument("model", metavar="RUN_OR_MODEL", help="runs/<id>, an adapter folder or a model folder")
+    parser.add_argument("model", metavar="RUN_OR_MODEL",
+                        help="runs/<id>, an adapter folder, a model folder or a .gguf file (run by llama.cpp)")
     parser.add_argument("prompts", metavar="PROMPT", nargs="*", help="prompts (default: JSONL on stdin)")
     add_decoding_options(parser)
     return parser.parse_args(argv)

@@ -1,0 +1,173 @@
+"""A GGUF file as a model to answer with, through llama.cpp (llama-cpp-python's binding).
+
+The file's own tokenizer and chat template: the template is rendered as transformers renders it (its jinja
+environment, ``add_generation_prompt``), llama.cpp tokenizes the prompt with special tokens parsed and decodes
+greedily (or with the card's top-p sampling), and the reply stops on the same terminators as a run's model
+(eval/terminators.py: eos and every end-of-turn token of the template). :class:`GGUFTokenizer` gives the few
+tokenizer methods eval/reply.py and the generation check use, so their answers read the same for both.
+The binding is built once by ``python -m release tools`` (``make release`` and ``make test`` run it).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from pathlib import Path
+from typing import Any
+
+from common.errors import InputError
+from eval.card_usage import TOP_P
+from eval.terminators import terminators
+
+MAGIC = b"GGUF"
+MAX_CONTEXT = 8192  # ours: the KV cache is sized for this at most; Llama-3's own context length
+
+
+def check_gguf_file(path: Path) -> None:
+    """InputError unless ``path`` is a readable file that starts like a GGUF."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    with open(path, "rb") as handle:
+        if handle.read(4) != MAGIC:
+            raise InputError(f"{path}: not a GGUF file (it does not start with 'GGUF')")
+
+
+def gguf_record(path: Path) -> dict[str, Any]:
+    """What results name a GGUF by: file, quantization (llama.cpp's file type: F16, Q8_0, Q4_K_M...), size, sha256."""
+    from gguf import GGUFReader, LlamaFileType
+
+    from common.files import sha256_file
+
+    check_gguf_file(path)
+    try:
+        field = GGUFReader(path, "r").fields.get("general.file_type")
+    except (ValueError, OSError, IndexError, KeyError) as err:
+        raise InputError(f"{path}: not a readable GGUF file ({err}); truncated?") from None
+    kind = LlamaFileType(int(field.contents())).name if field is not None else "unknown"
+    return {"file": path.name, "quant": kind.removeprefix("MOSTLY_").removeprefix("ALL_"),
+            "size": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def release_eval_dir(path: Path, quant: str) -> Path | None:
+    """``runs/<id>/eval/gguf/<QUANT>/`` for a GGUF in a release's ``gguf/`` folder (its release.json names the run)."""
+    import json
+
+    release = path.resolve().parent.parent / "release.json"
+    if path.resolve().parent.name != "gguf" or not release.is_file():
+        return None
+    runs = json.loads(release.read_text(encoding="utf-8")).get("runs") or []
+    return Path(runs[-1]["path"]) / "eval" / "gguf" / quant if runs and runs[-1].get("path") else None
+
+
+def import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise InputError("llama-cpp-python is not installed here: run `python -m release tools` "
+                         "(built once, about 3-15 min, then cached)") from None
+    return llama_cpp
+
+
+class GGUFTokenizer:
+    """The GGUF's vocabulary, with the tokenizer methods eval/reply.py uses."""
+
+    def __init__(self, llm: Any, path: Path) -> None:
+        llama_cpp = import_llama_cpp()
+        self.llm, self.name_or_path = llm, str(path)
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        count = llama_cpp.llama_vocab_n_tokens(vocab)
+        self.tokens = [llama_cpp.llama_vocab_get_text(vocab, i).decode("utf-8", "replace") for i in range(count)]
+        self.ids = {token: i for i, token in reversed(list(enumerate(self.tokens)))}
+        self.chat_template = llm.metadata.get("tokenizer.chat_template")
+        self.eos_token_id = llm.token_eos() if llm.token_eos() >= 0 else None
+        bos = llm.token_bos()
+        self.bos_token = self.tokens[bos] if bos >= 0 else ""
+        self.eos_token = self.tokens[self.eos_token_id] if self.eos_token_id is not None else ""
+        self.pad_token_id = None
+
+    def get_vocab(self) -> dict[str, int]:
+        return dict(self.ids)
+
+    def convert_tokens_to_ids(self, token: str) -> int | None:
+        return self.ids.get(token)
+
+    def convert_ids_to_tokens(self, token_id: int) -> str:
+        return self.tokens[token_id]
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False, **_: Any) -> str:
+        return self.llm.detokenize(list(ids), special=not skip_special_tokens).decode("utf-8", "replace")
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The prompt: the file's chat template over ``messages``, as transformers renders it."""
+        from transformers.utils.chat_template_utils import render_jinja_template
+
+        if not self.chat_template:
+            raise InputError(f"{self.name_or_path}: the GGUF carries no chat template (tokenizer.chat_template)")
+        rendered, _ = render_jinja_template(conversations=[messages], chat_template=self.chat_template,
+                                            add_generation_prompt=True, bos_token=self.bos_token,
+                                            eos_token=self.eos_token)
+        return rendered[0]
+
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        return self.llm.tokenize(self.render(messages).encode("utf-8"), add_bos=False, special=True)
+
+
+class GGUFModel:
+    """A loaded GGUF; ``new_tokens`` answers as eval/reply.py's ``new_tokens`` does for a transformers model."""
+
+    is_gguf = True
+
+    def __init__(self, path: Path, context: int | None = None) -> None:
+        check_gguf_file(path)
+        llama_cpp = import_llama_cpp()
+        try:
+            self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=context or MAX_CONTEXT, n_batch=512,
+                                       n_threads=os.cpu_count() or 1, verbose=False)
+        except ValueError as err:  # the binding's word for a file llama.cpp could not load
+            raise InputError(f"{path}: llama.cpp could not load it ({err}); a truncated or foreign file?") from None
+        atexit.register(self.llm.close)  # before interpreter teardown, where the binding's __del__ fails
+        self.path = path
+        self.tokenizer = GGUFTokenizer(self.llm, path)
+        self.device = "cpu"
+
+    def logits(self, ids: list[int]) -> Any:
+        """The next-token logits after each of ``ids`` (n_tokens x vocab), for the round-trip comparison."""
+        import numpy as np
+
+        self.llm.reset()
+        self.llm.context_params.logits_all = True
+        self.llm.eval(ids)
+        return np.array(self.llm.scores[: len(ids)])
+
+    def new_tokens(self, messages: list[dict[str, str]], decoding: Any, streamer: Any = None
+                   ) -> tuple[list[int], list[int]]:
+        """(the next turn's new token ids, the stopping one included; the ids that stop it)."""
+        stops = terminators(self.tokenizer)
+        if not stops:
+            raise InputError(f"{self.path}: no eos token and no known end-of-turn token in the GGUF")
+        prompt = self.tokenizer.prompt_ids(messages)
+        if len(prompt) + decoding.max_new_tokens > self.llm.n_ctx():
+            raise InputError(f"{self.path}: a {len(prompt)}-token prompt and {decoding.max_new_tokens} new tokens "
+                             f"exceed the {self.llm.n_ctx()}-token context")
+        sampling = decoding.temperature > 0
+        settings = ({"temp": decoding.temperature, "top_p": TOP_P, "top_k": 0, "min_p": 0.0} if sampling
+                    else {"temp": 0.0, "top_k": 1})
+        if streamer is not None:
+            import torch
+
+            streamer.put(torch.tensor([prompt]))
+        new: list[int] = []
+        for token in self.llm.generate(prompt, repeat_penalty=1.0, reset=True, **settings):
+            new.append(token)
+            if streamer is not None:
+                streamer.put(torch.tensor([token]))
+            if token in stops or len(new) >= decoding.max_new_tokens:
+                break
+        if streamer is not None:
+            streamer.end()
+        return new, stops
+
+
+def load_gguf(path: Path) -> tuple[GGUFModel, GGUFTokenizer]:
+    model = GGUFModel(path)
+    return model, model.tokenizer
