@@ -1,6 +1,6 @@
 """Does the model end its turn? Greedy answers to held-out prompts, and figures benchmarks cannot show.
 
-    python -m eval generate-check [--model RUN] [--max-new-tokens N] [--prompts FILE] [--out DIR]
+    python -m eval generate-check [--model RUN_OR_GGUF] [--max-new-tokens N] [--prompts FILE] [--out DIR]
 
 Benchmarks score log-likelihoods, so a model that never learned its end-of-turn token looks fine on them.
 Prompts: the run's validation rows (each dataset of its manifest, ``X.jsonl`` -> ``X.validation.jsonl``; the
@@ -14,6 +14,7 @@ greedily with the card's system prompt (eval/reply.py). Figures, per use case an
 - leaks: the share of answers whose text, decoded without skipping special tokens, holds a chat-template token
   (``<|start_header_id|>``, ``<|im_start|>``, ``<|eot_id|>``...) before the token that stopped it.
 
+A GGUF file (``--model X.gguf``) is answered by llama.cpp (eval/gguf_model.py) with the same prompts and stops.
 Writes ``runs/<id>/eval/generation_check.json`` (figures and every answer) and adds the figures to
 ``results.json`` beside it under ``generation_check`` when there is one. The model's own output goes to
 ``runs/<id>/logs/generation_check.log``.
@@ -39,6 +40,7 @@ from common.files import write_json_atomic
 from common.progress import StepLine, clock
 from common.rundir import MANIFEST, read_manifest
 from eval.card_usage import MAX_NEW_TOKENS
+from eval.gguf_model import gguf_record, release_eval_dir
 from eval.model_source import default_run, find_source, load_model
 from eval.reply import Decoding, first_messages, new_tokens, reply_of
 from eval.terminators import END_OF_TURN_TOKENS
@@ -191,11 +193,17 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
     start = time.monotonic()
     spec = args.model or str(default_run())
     run = Path(spec) if (Path(spec) / MANIFEST).is_file() else None
+    source = find_source(spec)
+    rows_of = args.validation_from or run
+    if spec.lower().endswith(".gguf") and args.out is None:  # a release's GGUF: its run's eval/gguf/<QUANT>/
+        args.out = release_eval_dir(Path(spec), gguf_record(Path(spec))["quant"])
+        rows_of = rows_of or (args.out.parents[2] if args.out else None)
     if run is None and args.out is None:
-        raise InputError(f"--model {spec} is not a run folder: pass --out DIR for its answers")
-    out, source = args.out or run / "eval", find_source(spec)
+        raise InputError(f"--model {spec} is neither a run folder nor a release's GGUF: pass --out DIR for its "
+                         "answers")
+    out = args.out or run / "eval"
     decoding = Decoding(max_new_tokens=args.max_new_tokens)
-    prompts = validation_prompts(run) + use_case_prompts(args.prompts, decoding)
+    prompts = validation_prompts(rows_of) + use_case_prompts(args.prompts, decoding)
     if not prompts:
         raise InputError(f"--prompts {args.prompts}: no prompts, and no validation rows in the run's datasets")
     log = (run or out) / LOG
@@ -217,11 +225,15 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m eval generate-check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="runs/<id> (default: the latest successful dpo, else sft, run)")
+    parser.add_argument("--model", help="runs/<id> or a .gguf file (default: the latest successful dpo, else sft, "
+                                        "run)")
     parser.add_argument("--max-new-tokens", type=positive_int, default=MAX_NEW_TOKENS,
                         help=f"most new tokens per answer (default {MAX_NEW_TOKENS}, the card's)")
     parser.add_argument("--prompts", type=Path, default=PROMPTS, help="use-case prompts (default: %(default)s)")
-    parser.add_argument("--out", type=Path, help="output folder (default: runs/<id>/eval/)")
+    parser.add_argument("--out", type=Path, help="output folder (default: runs/<id>/eval/; a release's GGUF: its "
+                                                 "run's eval/gguf/<QUANT>/)")
+    parser.add_argument("--validation-from", type=Path, metavar="RUN",
+                        help="the run whose validation rows to ask (default: --model's run; a release's GGUF: its run)")
     return parser.parse_args(argv)
 
 

@@ -6,7 +6,9 @@ RESULTS are results.json files from `python -m eval run`, or run folders holding
 Writes the card's nine columns plus Avg (our runs first, then the published rows of eval/published.yaml)
 to report.md (default: beside the first results.json), the chart to report.png beside it, and prints
 the table (with --brief, for ``make eval``: each run's Avg and where the report is).
-Published cells no whole number of test items can give are flagged.
+Published cells no whole number of test items can give are flagged. A run whose release GGUFs were scored
+(``runs/<id>/eval/gguf/<QUANT>/``, release/build.py) gets a table of its merged model beside each quantization:
+accuracy with its interval, the change of Avg, the generation check's stop rate and the size.
 """
 
 from __future__ import annotations
@@ -127,6 +129,65 @@ def generation_lines(run: ScoredRun) -> list[str]:
               f"{percent(f['repetition_rate'])} | {percent(f['leak_rate'])} |" for case, f in rows)]
 
 
+def gguf_runs(results: Path) -> dict[str, ScoredRun]:
+    """The scored GGUFs beside a run's ``eval/results.json`` (``eval/gguf/<QUANT>/results.json``), by type."""
+    return {path.parent.name: load_run(path) for path in sorted(results.parent.glob("gguf/*/results.json"))}
+
+
+def size_words(size: int | None) -> str:
+    return "-" if size is None else f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
+def versus(merged: ScoredRun, run: ScoredRun) -> tuple[float | None, float | None]:
+    """(``run``'s mean accuracy over the merged run's tasks it has, its change against merged's on those tasks)."""
+    shared = [t for t in merged.scores if t in run.scores]
+    if not shared:
+        return None, None
+    mean = sum(run.scores[t].acc for t in shared) / len(shared)
+    return mean, mean - sum(merged.scores[t].acc for t in shared) / len(shared)
+
+
+def gguf_size(run: ScoredRun) -> int | None:
+    return (run.summary.get("gguf") or {}).get("size")
+
+
+def stop_words(run: ScoredRun) -> str:
+    return percent(run.generation["overall"]["stop_rate"]) if run.generation else "-"
+
+
+def quant_lines(merged: ScoredRun, quants: dict[str, ScoredRun]) -> list[str]:
+    """Merged beside each quantization: accuracy ± 95% interval on the merged run's tasks, Avg and its change,
+    the generation check's stop rate, and the size (merged: its safetensors; a GGUF: the file)."""
+    tasks = list(merged.scores)
+    merged_size = sum(p.stat().st_size for p in (merged.path.parent.parent / "merged").glob("*.safetensors")) or None
+
+    def row(label: str, run: ScoredRun, size: int | None) -> str:
+        cells = [f"{100 * run.scores[t].acc:.1f} {interval(run.scores[t].se)}" if t in run.scores else "-"
+                 for t in tasks]
+        mean, delta = versus(merged, run)
+        change = "" if run is merged or delta is None else f"{100 * delta:+.1f}"
+        avg = "-" if mean is None else f"{100 * mean:.1f}"
+        return f"| {label} | {size_words(size)} | " + " | ".join(cells) + f" | {avg} | {change} | {stop_words(run)} |"
+
+    lines = ["| model | size | " + " | ".join(TASKS[t][0] for t in tasks) + " | Avg | Δ Avg | stop rate |",
+             "| --- " * (len(tasks) + 5) + "|", row(f"**{merged.name}** merged (safetensors)", merged, merged_size)]
+    lines += [row(f"{quant} GGUF", run, gguf_size(run)) for quant, run in quants.items()]
+    pipeline = [name for name, run in [("merged", merged), *quants.items()] if run.summary.get("pipeline_check")]
+    notes = ["Accuracy (%) ± the 95% interval, zero-shot; Δ Avg: points against merged over the same tasks; GGUFs "
+             "scored by lm-eval's hf backend on their dequantized weights; stop rate from the generation check "
+             "(llama.cpp for the GGUFs)."]
+    if pipeline:
+        notes.append(f"PIPELINE CHECK ({', '.join(pipeline)}): bundled fixture items, not the test sets.")
+    return [*lines, "", *notes]
+
+
+def quant_brief(merged: ScoredRun, quant: str, run: ScoredRun) -> str:
+    """``  <run> Q8_0 GGUF: Avg 45.1 (-0.4 against merged), stop 60%, 137.5 MiB``."""
+    mean, delta = versus(merged, run)
+    avg = "-" if mean is None else f"{100 * mean:.1f} ({100 * delta:+.1f} against merged)"
+    return f"  {merged.name} {quant} GGUF: Avg {avg}, stop {stop_words(run)}, {size_words(gguf_size(run))}"
+
+
 def interval(se: float | None) -> str:
     return "± ?" if se is None else f"± {100 * Z95 * se:.1f}"
 
@@ -155,7 +216,8 @@ def average(run: ScoredRun) -> tuple[float, float | None]:
 
 
 def render(runs: list[ScoredRun], source: dict, rows: list[Published], chart_name: str,
-           published: Path = PUBLISHED) -> tuple[str, list[str]]:
+           published: Path = PUBLISHED, quantized: dict[str, dict[str, ScoredRun]] | None = None
+           ) -> tuple[str, list[str]]:
     """The report's markdown, and the stdout warning lines (empty unless a pipeline check)."""
     checks = [r.name for r in runs if r.summary.get("pipeline_check")]
     warning = [PIPELINE_NOTE.format(runs=", ".join(checks))] if checks else []
@@ -192,6 +254,9 @@ def render(runs: list[ScoredRun], source: dict, rows: list[Published], chart_nam
         s = r.summary
         out.append(f"- **{r.name}**: `{r.path}`, model `{s.get('model')}`, settings {json.dumps(s.get('settings'))}"
                    + (f"; tasks outside the nine, not shown: {', '.join(r.others)}" if r.others else ""))
+    for r in runs:
+        if (quantized or {}).get(r.name):
+            out += ["", f"## Merged vs quantized (GGUF): {r.name}", "", *quant_lines(r, quantized[r.name])]
     checked = [r for r in runs if r.generation]
     if checked:
         out += ["", "## Generation check", "",
@@ -228,13 +293,17 @@ def chart_series(runs: list[ScoredRun], rows: list[Published]) -> list[chart.Ser
     return series
 
 
-def brief_lines(runs: list[ScoredRun], rows: list[Published], warning: list[str], out: Path, png: Path) -> list[str]:
+def brief_lines(runs: list[ScoredRun], rows: list[Published], warning: list[str], out: Path, png: Path,
+                quantized: dict[str, dict[str, ScoredRun]] | None = None) -> list[str]:
     """The pipeline-check warning, each run's Avg beside the chart's published rows, and where the report is."""
     card = ", ".join(f"{p.name} {p.avg}" for p in rows if p.name in CHART_ROWS)
     lines = [f"WARNING: {line.replace('**', '')}" for line in warning]
     lines += [f"  {r.name}: Avg {our_cells(r)[-1]} (accuracy %, ± 95% interval)" + (f"; on the card: {card}" if card
               else "") for r in runs]
     lines += [f"  {r.name}: generation check: {figure_words(r.generation['overall'])}" for r in runs if r.generation]
+    for r in runs:
+        for quant, q in (quantized or {}).get(r.name, {}).items():
+            lines.append(quant_brief(r, quant, q))
     return [*lines, f"report: {out} and {png} (beside the card's {len(rows)} published rows)"]
 
 
@@ -255,19 +324,26 @@ def main(argv: list[str] | None = None) -> None:
     for i, r in enumerate(runs):
         if names.count(r.name) > 1:
             r.name = f"{r.name} #{i + 1}"
+    try:
+        quantized = {r.name: found for r in runs if (found := gguf_runs(r.path))}
+    except BadInput as err:
+        raise SystemExit(f"eval report: {err}") from None
     out = args.out or runs[0].path.with_name("report.md")
     png = out.with_suffix(".png")
-    text, warning = render(runs, source, rows, png.name, args.published.resolve())
+    text, warning = render(runs, source, rows, png.name, args.published.resolve(), quantized)
     title = "Accuracy per task" + (" (PIPELINE CHECK on fixture items, not a benchmark)" if warning else "")
     chart.draw([label for label, _ in TASKS.values()] + ["Avg"], chart_series(runs, rows), png, title)
     with atomic_writer(out) as handle:
         handle.write(text + "\n")
     if args.brief:
-        print("\n".join(brief_lines(runs, rows, warning, out, png)))
+        print("\n".join(brief_lines(runs, rows, warning, out, png, quantized)))
         return
     for line in warning:
         print(f"WARNING: {line.replace('**', '')}\n")
     print(text.split("\n\n![")[0])
+    for name in quantized:
+        print(f"\n## Merged vs quantized (GGUF): {name}" + text.split(f"## Merged vs quantized (GGUF): {name}")[1]
+              .split("\n\n## ")[0].split("\n\nPublished rows:")[0])
     if "\n## Generation check\n" in text:
         print("\n## Generation check" + text.split("\n## Generation check")[1].split("\n\nPublished rows:")[0])
     print(f"\nwrote {out} and {png}")

@@ -5,6 +5,9 @@
 
 ``--model runs/<id>`` evaluates that run's ``merged/`` model and writes to ``runs/<id>/eval/``;
 without ``--model``, the latest successful run (DPO over SFT). Another model path needs ``--out``.
+``--model X.gguf``: transformers reads the GGUF dequantized (the quantization error stays in the weights) with
+the hf backend; a release's ``gguf/<name>-<QUANT>.gguf`` writes to its run's ``eval/gguf/<QUANT>/``, with the
+release's tokenizer.
 Benchmarks are the ``<task>.jsonl`` files under ``--benchmarks`` (default ``data/benchmarks/``).
 When none are prepared there, the bundled fixtures (``eval/fixtures/``) are prepared into the
 output folder and the result is marked a PIPELINE CHECK: a few items per task, not a benchmark.
@@ -39,6 +42,7 @@ from common.progress import StepLine, clock
 from common.rundir import MANIFEST, latest_run, now, read_manifest
 from common.secrets import redact, secret_values
 from eval.benchmarks import TASKS
+from eval.gguf_model import gguf_record, release_eval_dir
 from eval.lm_eval_tasks import (
     FIXTURES,
     prepared_tasks,
@@ -95,6 +99,35 @@ def check_hub_id(spec: str) -> None:
         raise SystemExit(f"--model {spec}: no such folder, and not a hub id (ORG/NAME)") from None
 
 
+def gguf_of(args: argparse.Namespace) -> Path | None:
+    """``--model`` when it names a .gguf file."""
+    return Path(args.model) if args.model and args.model.lower().endswith(".gguf") else None
+
+
+def gguf_model_args(args: argparse.Namespace, gguf: Path) -> dict[str, Any]:
+    """lm-eval's hf model_args for a GGUF: its folder and file, and the release's tokenizer when beside it."""
+    if args.backend != "hf" or args.adapter:
+        raise SystemExit(f"--model {gguf}: a GGUF is evaluated with --backend hf and no --adapter")
+    found = {"pretrained": str(gguf.resolve().parent), "gguf_file": gguf.name, "dtype": args.dtype}
+    release = gguf.resolve().parent.parent
+    if gguf.resolve().parent.name == "gguf" and (release / "tokenizer.json").is_file():
+        check_same_vocabulary(gguf, release)
+        found["tokenizer"] = str(release)
+    return {**found, **dict(kv.split("=", 1) for kv in args.model_args)}
+
+
+def check_same_vocabulary(gguf: Path, release: Path) -> None:
+    """Refuse a GGUF whose vocabulary is not the release tokenizer's (a file from another model)."""
+    from gguf import GGUFReader
+    from transformers import AutoTokenizer
+
+    field = GGUFReader(gguf, "r").fields.get("tokenizer.ggml.tokens")
+    count, expected = (len(field.data) if field is not None else 0), len(AutoTokenizer.from_pretrained(release))
+    if count != expected:
+        raise SystemExit(f"--model {gguf}: {count} tokens, the release's tokenizer ({release}) has {expected}: "
+                         "a GGUF from another model")
+
+
 def model_args(args: argparse.Namespace, model: str) -> dict[str, Any]:
     """lm-eval's model_args for the backend; vLLM is the cluster fast path and must be installed there."""
     extra = dict(kv.split("=", 1) for kv in args.model_args)
@@ -143,11 +176,18 @@ def json_safe(obj: Any, secrets: list[str]) -> Any:
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Resolve model and benchmarks, run lm-eval (its output to the log), write samples then results.json."""
     start = time.monotonic()
-    model, run = resolve_model(args.model, args.runs_dir)
+    gguf = gguf_of(args)
+    if gguf:
+        record = gguf_record(gguf)
+        model, run, margs = str(gguf.resolve()), None, gguf_model_args(args, gguf)
+        args.out = args.out or release_eval_dir(gguf, record["quant"])
+    else:
+        model, run = resolve_model(args.model, args.runs_dir)
+        margs = model_args(args, model)
     if args.out is None and run is None:
-        raise SystemExit(f"--model {model} is not a run folder: pass --out DIR for its results")
+        raise SystemExit(f"--model {model} is neither a run folder nor a release's GGUF: pass --out DIR for its "
+                         "results")
     out = (args.out or run / "eval").resolve()
-    margs = model_args(args, model)
     benchmarks, names, pipeline_check = select_benchmarks(args, out)
     tasks_dir = render_tasks(benchmarks, out / "tasks", names)
     limit = None if args.limit is None else int(args.limit) if args.limit >= 1 else args.limit
@@ -167,6 +207,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                                    adapter=str(args.adapter.resolve()) if args.adapter else None,
                                    pipeline_check=pipeline_check, benchmarks=str(benchmarks.resolve()),
                                    settings=settings)
+    if gguf:
+        results["summary"]["gguf"] = record
     results["benchmark_files"] = {n: {"path": str((benchmarks / f"{n}.jsonl").resolve()),
                                       "sha256": sha256_file(benchmarks / f"{n}.jsonl")} for n in names}
     results["timing"] = {"started_at": started, "ended_at": now()}
@@ -259,7 +301,8 @@ def eval_header(args: argparse.Namespace, model: str, run: Path | None, benchmar
                 pipeline_check: bool, out: Path, log: Path) -> list[str]:
     """What is evaluated, on which benchmarks (rows each), how, and where results and the log go."""
     rows = {name: row_count(benchmarks / f"{name}.jsonl") for name in names}
-    what = f"{shown_path(run)}/ (its merged model)" if run else model
+    what = (f"{shown_path(run)}/ (its merged model)" if run else
+            f"{shown_path(Path(model))} (dequantized by transformers)" if model.lower().endswith(".gguf") else model)
     kind = "bundled fixtures, a PIPELINE CHECK" if pipeline_check else "prepared"
     limit = f", at most {args.limit:g} per task" if args.limit is not None else ""
     listing = [part.replace("\xa0", " ")  # a task and its count stay on one line
@@ -298,7 +341,7 @@ def eval_footer(summary: dict[str, Any], out: Path, run: Path | None, log: Path,
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m eval run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="runs/<id> (its merged model), a model folder or a hub id; "
+    parser.add_argument("--model", help="runs/<id> (its merged model), a model folder, a .gguf file or a hub id; "
                                         "default: the latest successful dpo, else sft, run")
     parser.add_argument("--adapter", type=Path, help="a LoRA adapter folder applied on top of --model")
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), metavar="TASK",

@@ -1,9 +1,13 @@
-"""python -m release build RUN [--name NAME] [--out releases]: a trained run as a folder to publish.
+"""python -m release build RUN [--name NAME] [--out releases] [--quant Q ...] [--no-eval]: a run as a release folder.
 
 Writes OUT/NAME/ (default NAME: the run id): the run's merged/ weights (safetensors), config and tokenizer files
 with its chat template, copied as they are; ``generation_config.json`` with every terminator as eos and greedy
-decoding; the loss curves (``loss.png``, the parent SFT run's as ``loss-sft.png``); the model card ``README.md``;
-and ``release.json`` (source runs, code commit, every file's sha256 and size). The folder is built beside its
+decoding; ``gguf/NAME-<QUANT>.gguf`` (F16, Q8_0 and Q4_K_M unless ``--quant``; ``--quant none`` for none), made by
+llama.cpp's own tools (release/gguf.py); the loss curves (``loss.png``, the parent SFT run's as ``loss-sft.png``);
+the model card ``README.md``; and ``release.json`` (source runs, code commit, every file's sha256 and size, each
+GGUF's type, ids and figures). Each GGUF is answered by llama.cpp (the generation check) and, when the run was
+evaluated, scored like the merged model on the same benchmarks (not F16, the lossless reference; ``--no-eval``
+skips), into the run's ``eval/gguf/<QUANT>/``, so the card shows them side by side. The folder is built beside its
 place and renamed in: an existing release is replaced whole, or, on any failure, left as it was.
 """
 
@@ -20,7 +24,9 @@ from typing import Any
 from common.errors import InputError
 from common.files import sha256_file, write_json_atomic
 from common.rundir import check_run_id, now, read_manifest
+from eval.report import load_run
 from eval.terminators import end_of_turn_tokens
+from release import gguf
 from release.generation_config import release_generation_config
 from release.model_card import Stage, render_card
 
@@ -67,11 +73,47 @@ def file_records(folder: Path) -> dict[str, dict[str, Any]]:
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != RELEASE_JSON}
 
 
-def write_release(stage_dir: Path, stages: list[Stage], name: str) -> None:
+def gguf_eval_argv(run: Path, path: Path, out: Path) -> list[str] | None:
+    """``eval run`` arguments scoring ``path`` as the run's merged model was scored; None when it was not."""
+    results = run / "eval" / "results.json"
+    if not results.is_file():
+        return None
+    summary = json.loads(results.read_text(encoding="utf-8")).get("summary") or {}
+    settings = summary.get("settings") or {}
+    argv = ["--model", str(path), "--out", str(out), "--tasks", *summary.get("tasks", {})]
+    if not summary.get("pipeline_check") and summary.get("benchmarks"):
+        argv += ["--benchmarks", summary["benchmarks"]]
+    if settings.get("limit") is not None:
+        argv += ["--limit", str(settings["limit"])]
+    return argv + (["--chat-template"] if settings.get("chat_template") else [])
+
+
+def write_gguf(stage_dir: Path, run: Stage, name: str, quants: list[str], evaluate: bool) -> list[dict[str, Any]]:
+    """The GGUF files in ``stage_dir/gguf/``, each answered by llama.cpp and (``evaluate``) scored; their records."""
+    from eval import generation_check
+    from eval import run as eval_run
+    from release.llama_cpp_tools import ensure
+
+    files = gguf.export(run.path / "merged", stage_dir / "gguf", name, quants, ensure(), run.path / "logs" / "gguf.log")
+    records = []
+    for quant, path in zip(quants, files, strict=True):
+        out = run.path / "eval" / "gguf" / quant
+        argv = gguf_eval_argv(run.path, path, out) if evaluate and quant != "F16" else None
+        if argv:
+            eval_run.main(argv)
+        check = generation_check.main(["--model", str(path), "--out", str(out), "--validation-from", str(run.path)])
+        records.append({**gguf.record(path, quant), "generation_check": check["overall"],
+                        "eval": str(out / "results.json") if argv else None})
+    return records
+
+
+def write_release(stage_dir: Path, stages: list[Stage], name: str, quants: list[str] = (),
+                  evaluate: bool = True) -> None:
     """Everything a release holds, written into ``stage_dir``."""
     run = stages[-1]
     for path in model_files(run.path / "merged"):
         shutil.copy2(path, stage_dir / path.name)
+    ggufs = write_gguf(stage_dir, run, name, list(quants), evaluate) if quants else []
     write_json_atomic(stage_dir / "generation_config.json", release_generation_config(run.path / "merged"))
     images = {}
     for stage in stages:
@@ -83,13 +125,15 @@ def write_release(stage_dir: Path, stages: list[Stage], name: str) -> None:
 
     end_tokens = end_of_turn_tokens(AutoTokenizer.from_pretrained(run.path / "merged"))
     results = run.path / "eval" / "results.json"
-    card = render_card(name, stages, results if results.is_file() else None, images, ROOT, end_tokens)
+    scored = {g["quant"]: load_run(Path(g["eval"])) for g in ggufs if g["eval"]}
+    card = render_card(name, stages, results if results.is_file() else None, images, ROOT, end_tokens,
+                       ggufs=ggufs, quant_runs=scored)
     (stage_dir / "README.md").write_text(card, encoding="utf-8")
     write_json_atomic(stage_dir / RELEASE_JSON, {
         "name": name, "built_at": now(),
         "runs": [{"run_id": s.path.name, "stage": s.name, "path": str(s.path), "recipe": s.manifest.get("recipe")}
                  for s in stages],
-        "code": run.manifest.get("code"), "files": file_records(stage_dir), "hub": None})
+        "code": run.manifest.get("code"), "gguf": ggufs, "files": file_records(stage_dir), "hub": None})
 
 
 def replace_whole(stage_dir: Path, target: Path) -> None:
@@ -108,8 +152,10 @@ def replace_whole(stage_dir: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
-def build_release(run: Path, name: str | None = None, out: Path = Path("releases")) -> Path:
-    """Build ``out/<name>`` from ``run``; return it."""
+def build_release(run: Path, name: str | None = None, out: Path = Path("releases"), quants: list[str] = (),
+                  evaluate: bool = True) -> Path:
+    """Build ``out/<name>`` from ``run`` (with a GGUF of each of ``quants``); return it."""
+    quants = gguf.check_quants(list(quants))
     stages = stages_of(run)
     name = check_run_id(name or run.resolve().name)
     out.mkdir(parents=True, exist_ok=True)
@@ -118,7 +164,7 @@ def build_release(run: Path, name: str | None = None, out: Path = Path("releases
     os.umask(umask)
     stage_dir.chmod(0o777 & ~umask)  # mkdtemp makes 0700; give the folder the mode mkdir would have
     try:
-        write_release(stage_dir, stages, name)
+        write_release(stage_dir, stages, name, quants, evaluate)
         replace_whole(stage_dir, out / name)
     except BaseException:
         shutil.rmtree(stage_dir, ignore_errors=True)
@@ -133,8 +179,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("run", nargs="?", type=Path, help="runs/<id> (default: the latest dpo run, else sft)")
     parser.add_argument("--name", help="the release's folder name (default: the run id)")
     parser.add_argument("--out", type=Path, default=Path("releases"), help="where releases go (default: %(default)s)")
+    parser.add_argument("--quant", nargs="+", default=list(gguf.DEFAULT_QUANTS), metavar="Q",
+                        help=f"GGUF types to export (default: {' '.join(gguf.DEFAULT_QUANTS)}; one of "
+                             f"{', '.join(gguf.QUANTS)}; none: no GGUF)")
+    parser.add_argument("--no-eval", action="store_true", help="do not score the GGUFs on the benchmarks")
     args = parser.parse_args(argv)
-    folder = build_release(args.run or default_run(), args.name, args.out)
+    quants = [] if [q.lower() for q in args.quant] == ["none"] else args.quant
+    folder = build_release(args.run or default_run(), args.name, args.out, quants, not args.no_eval)
     record = json.loads((folder / RELEASE_JSON).read_text(encoding="utf-8"))
     size = sum(f["size"] for f in record["files"].values())
     print(f"release {folder}/: {len(record['files'])} files, {size / 2**20:.1f} MiB; card {folder}/README.md\n"

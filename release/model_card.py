@@ -18,8 +18,9 @@ from typing import Any
 from common.files import sha256_file
 from eval.card_usage import MAX_NEW_TOKENS, SYSTEM_PROMPT
 from eval.fetch import HUB
+from eval.generation_check import percent
 from eval.published import TASKS, load_published
-from eval.report import Z95, ScoredRun, generation_lines, load_run, our_cells
+from eval.report import Z95, ScoredRun, generation_lines, load_run, our_cells, quant_lines, size_words
 
 TRAINING_KEYS = ("rl", "rl_beta", "learning_rate", "lr_scheduler", "warmup_steps", "micro_batch_size",
                  "gradient_accumulation_steps", "num_epochs", "max_steps", "optimizer", "weight_decay",
@@ -138,6 +139,25 @@ def results_lines(run: ScoredRun | None) -> list[str]:
     return lines
 
 
+def gguf_lines(ggufs: list[dict[str, Any]], merged: ScoredRun | None, scored: dict[str, ScoredRun]) -> list[str]:
+    """The GGUF section: each file (type, size, sha256, llama.cpp's stop rate), merged beside the scored ones."""
+    if not ggufs:
+        return []
+    lines = ["## Quantized versions (GGUF)", "",
+             "Made by llama.cpp's own `convert_hf_to_gguf.py` (F16) and `llama_model_quantize` (from the F16 file), "
+             "as pinned by openbiollm-recipes. Each file carries the chat template, the eos id and the end-of-turn "
+             "id, checked by reading them back. Stop rate: the generation check's greedy answers through llama.cpp "
+             "that ended on a terminator.", "",
+             "| file | type | size | sha256 | stop rate (llama.cpp) |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| `gguf/{g['file']}` | {g['quant']} | {size_words(g['size'])} | `{g['sha256'][:16]}…` | "
+              f"{percent(g['generation_check']['stop_rate']) if g.get('generation_check') else '-'} |" for g in ggufs]
+    if merged is not None and scored:
+        lines += ["", "**Merged vs quantized**", "", *quant_lines(merged, scored)]
+    example = ggufs[-1]["file"]
+    return [*lines, "", "With llama.cpp (it stops on the end-of-turn token itself):", "", "```sh",
+            f"llama-cli -m gguf/{example} -cnv --temp 0 -sys {json.dumps(SYSTEM_PROMPT)}", "```", ""]
+
+
 def usage_lines(repo_id: str, end_tokens: list[str]) -> list[str]:
     """The card's transformers snippet, greedy (the card's "temperature = 0"), stopping on every terminator:
     the eos and the chat template's end-of-turn tokens (``<|eot_id|>`` for Llama-3, ``<|im_end|>`` for ChatML)."""
@@ -154,9 +174,11 @@ def usage_lines(repo_id: str, end_tokens: list[str]) -> list[str]:
 
 
 def render_card(name: str, stages: list[Stage], results_path: Path | None, images: dict[str, str], root: Path,
-           end_tokens: list[str], repo_id: str | None = None) -> str:
+                end_tokens: list[str], repo_id: str | None = None, ggufs: list[dict[str, Any]] | None = None,
+                quant_runs: dict[str, ScoredRun] | None = None) -> str:
     """The card's markdown: ``stages`` in training order (SFT, then DPO), the last one released; ``end_tokens``:
-    the chat template's end-of-turn tokens (eval/terminators.py), which the usage snippet stops on."""
+    the chat template's end-of-turn tokens (eval/terminators.py), which the usage snippet stops on; ``ggufs``:
+    release.json's GGUF records, ``quant_runs`` their scored results by type."""
     from huggingface_hub import ModelCard, ModelCardData
 
     run = load_run(results_path) if results_path else None
@@ -175,7 +197,8 @@ def render_card(name: str, stages: list[Stage], results_path: Path | None, image
            "terminator (the eos and the end-of-turn token) and decodes greedily; the snippet (the OpenBioLLM card's) "
            "passes the terminators too, and asks for greedy decoding with `do_sample=False`: the card's "
            "`do_sample=True, temperature=0.0` is refused by current transformers.", "",
-           *usage_lines(repo_id, end_tokens), "", "## Training procedure", ""]
+           *usage_lines(repo_id, end_tokens), "", *gguf_lines(ggufs or [], run, quant_runs or {}),
+           "## Training procedure", ""]
     for stage in stages:
         out += [f"### {stage.name.upper()}: `{stage.path.name}`", "",
                 "Values from the resolved recipe; (card) as the OpenBioLLM card states, (ours) our choice, "
