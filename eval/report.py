@@ -131,7 +131,9 @@ def generation_lines(run: ScoredRun) -> list[str]:
 
 def gguf_runs(results: Path) -> dict[str, ScoredRun]:
     """The scored GGUFs beside a run's ``eval/results.json`` (``eval/gguf/<QUANT>/results.json``), by type."""
-    return {path.parent.name: load_run(path) for path in sorted(results.parent.glob("gguf/*/results.json"))}
+    found = [load_run(path) for path in results.parent.glob("gguf/*/results.json")]
+    found.sort(key=lambda run: -(gguf_size(run) or 0))  # F16, Q8_0, Q4_K_M...
+    return {run.path.parent.name: run for run in found}
 
 
 def size_words(size: int | None) -> str:

@@ -14,6 +14,7 @@ place and renamed in: an existing release is replaced whole, or, on any failure,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from typing import Any
 
 from common.errors import InputError
 from common.files import sha256_file, write_json_atomic
+from common.progress import StepLine
 from common.rundir import check_run_id, now, read_manifest
 from eval.report import load_run
 from eval.terminators import end_of_turn_tokens
@@ -94,16 +96,31 @@ def write_gguf(stage_dir: Path, run: Stage, name: str, quants: list[str], evalua
     from eval import run as eval_run
     from release.llama_cpp_tools import ensure
 
-    files = gguf.export(run.path / "merged", stage_dir / "gguf", name, quants, ensure(), run.path / "logs" / "gguf.log")
+    tools = ensure()
+    log = run.path / "logs" / "gguf.log"
+    with StepLine(f"export GGUF {', '.join(quants)} with llama.cpp (its output: {log})", unit="") as line:
+        line.update(0)
+        files = gguf.export(run.path / "merged", stage_dir / "gguf", name, quants, tools, log)
+        line.close("done")
     records = []
     for quant, path in zip(quants, files, strict=True):
         out = run.path / "eval" / "gguf" / quant
         argv = gguf_eval_argv(run.path, path, out) if evaluate and quant != "F16" else None
-        if argv:
-            eval_run.main(argv)
-        check = generation_check.main(["--model", str(path), "--out", str(out), "--validation-from", str(run.path)])
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+        with open(out / "logs" / "release.log", "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+            if argv:  # their headers and tables go to the log; their progress lines stay on the terminal
+                eval_run.main(argv)
+            check = generation_check.main(["--model", str(path), "--out", str(out),
+                                           "--validation-from", str(run.path)])
         records.append({**gguf.record(path, quant), "generation_check": check["overall"],
                         "eval": str(out / "results.json") if argv else None})
+        scored = ""
+        if argv:
+            tasks = json.loads((out / "results.json").read_text(encoding="utf-8"))["summary"]["tasks"]
+            scored = f", scored: mean accuracy {100 * sum(t['acc'] for t in tasks.values()) / len(tasks):.1f}%"
+        print(f"  {path.name}: {path.stat().st_size / 2**20:.1f} MiB, llama.cpp stops "
+              f"{100 * check['overall']['stop_rate']:.0f}% of {check['overall']['answers']} answers{scored} "
+              f"(details: {out}/)", flush=True)
     return records
 
 

@@ -89,9 +89,9 @@ def ensure(stream: TextIO | None = None) -> Tools:
     version = pinned_version()
     tools = Tools(version, cache_root() / f"llama-cpp-python-{version}")
     if tools.wheel is None or not tools.converter.is_file():
-        build(tools, stream)
+        build_tools(tools, stream)
     if installed_version() != version:
-        install(tools, stream)
+        install_wheel(tools, stream)
     return tools
 
 
@@ -104,7 +104,7 @@ def check_compilers() -> None:
                          "install one (Debian: apt-get install build-essential cmake) and run again")
 
 
-def build(tools: Tools, stream: TextIO) -> None:
+def build_tools(tools: Tools, stream: TextIO) -> None:
     """Download the pinned source package, build its wheel, keep its converter; all in the cache, whole or not."""
     check_compilers()
     tools.home.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +163,7 @@ def extract_converter(sdist: Path, dest: Path) -> None:
         raise InputError(f"{sdist.name}: no vendor/llama.cpp/convert_hf_to_gguf.py in the source package")
 
 
-def install(tools: Tools, stream: TextIO) -> None:
+def install_wheel(tools: Tools, stream: TextIO) -> None:
     """Install the cached wheel (its few dependencies as constraints.txt pins them)."""
     print(f"installing llama-cpp-python {tools.version} from {tools.wheel}", file=stream, flush=True)
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-c", str(CONSTRAINTS),
@@ -179,5 +179,4 @@ def main(argv: list[str]) -> None:
     parser.parse_args(argv)
     start = time.monotonic()
     tools = ensure()
-    print(f"llama.cpp tools: llama-cpp-python {tools.version} ({clock(time.monotonic() - start)})\n"
-          f"  converter  {tools.converter}\n  wheel      {tools.wheel}")
+    print(f"llama.cpp tools: llama-cpp-python {tools.version} in {tools.home} ({clock(time.monotonic() - start)})")
