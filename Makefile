@@ -2,8 +2,8 @@
 #   make data                     build the default data mixture          -> data/build/default-v1/
 #   make sft                      QLoRA SFT of the embedded default model -> runs/<id>/
 #   make dpo [SFT=runs/<id>]      DPO from the latest (or given) SFT run  -> runs/<id>/
-#   make eval [RUN=runs/<id>]     zero-shot lm-eval of the latest run, then the report -> runs/<id>/eval/
-#   make benchmarks [RAW=DIR]     all nine test sets, from the hub (or raw files in DIR) -> data/benchmarks/
+#   make eval [RUN=runs/<id>]     zero-shot lm-eval of the latest run beside its base model (FULL=1: every item) -> runs/<id>/eval/
+#   make benchmarks               all nine test sets, offline, from the shipped files (SOURCE=hub, RAW=DIR) -> data/benchmarks/
 #   make all                      sft, dpo, then eval and its report
 #   make sft SLURM=launch/clusters/<name>.yaml NODES=2   submit to SLURM (make all SLURM=...: the whole chain)
 #   make chat [RUN=runs/<id>]     talk to the latest (dpo, else sft) or given run, streamed; /reset, /exit
@@ -97,17 +97,29 @@ else
 	$(MAKE) eval
 endif
 
-# The nine test sets: online from the hub datasets lm-eval's tasks read (at the revisions in eval/fetch.py, each
-# resolved to its commit in the manifests), or RAW=DIR: the raw files found there by their published names.
+# The nine test sets, offline, from the official files shipped in data/published/eval/ (data/README.md); prepared
+# again when they or the preparation change. SOURCE=hub: online from the hub datasets lm-eval's tasks read (at the
+# revisions in eval/fetch.py, each resolved to its commit in the manifests); RAW=DIR: raw files found there by name.
+PUBLISHED_EVAL := data/published/eval
+BENCHMARKS_STAMP := data/benchmarks/.prepared
+ifneq ($(or $(RAW),$(filter hub,$(SOURCE))),)
 benchmarks: $(STAMP)
 	$(if $(RAW),,HF_HUB_OFFLINE=0) $(PY) -m eval prepare --all --out data/benchmarks $(if $(RAW),--from $(RAW))
+else
+benchmarks: $(BENCHMARKS_STAMP)
+endif
 
-# Zero-shot lm-eval on the prepared benchmarks (data/benchmarks/; the bundled fixtures as a PIPELINE CHECK when
-# none are prepared), the generation check (greedy answers: does the model end its turn?), then the report beside
-# the model card. RUN=runs/<id> picks the run (default: the latest, dpo over sft); EVAL_ARGS passes more to
-# eval run, e.g. EVAL_ARGS="--tasks pubmedqa --limit 50". Each command prints its own header: make echoes none.
-eval: $(STAMP)
-	@$(PY) -m eval run $(if $(RUN),--model $(RUN)) $(VERBOSE_FLAG) $(EVAL_ARGS)
+$(BENCHMARKS_STAMP): $(shell find $(PUBLISHED_EVAL) -type f) eval/prepare.py $(wildcard eval/benchmarks/*.py) | $(STAMP)
+	$(PY) -m eval prepare --all --from $(PUBLISHED_EVAL) --out data/benchmarks
+	touch $@
+
+# Zero-shot lm-eval on the nine test sets (a fixed seeded sample of each, stratified by answer: eval/sample.py;
+# FULL=1 scores every item), beside the run's base model on the same items (its outcomes committed in
+# docs/baseline/ for the default, cached or scored otherwise), the generation check (greedy answers: does the model
+# end its turn?), then the report beside the model card. RUN=runs/<id> picks the run (default: the latest, dpo over
+# sft); EVAL_ARGS passes more to eval run, e.g. EVAL_ARGS="--full pubmedqa". Each command prints its own header.
+eval: $(STAMP) $(BENCHMARKS_STAMP)
+	@$(PY) -m eval run $(if $(RUN),--model $(RUN)) $(if $(FULL),--full) $(VERBOSE_FLAG) $(EVAL_ARGS)
 	@$(PY) -m eval generate-check $(if $(RUN),--model $(RUN)) $(VERBOSE_FLAG)
 	@$(PY) -m eval report --brief $(or $(RUN),$$(ls -td runs/*/eval/results.json | head -1))
 

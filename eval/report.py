@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.files import atomic_writer
-from eval import chart
+from eval import chart, versus_base
 from eval.generation_check import figure_words, percent
+from eval.paired import ALPHA, Paired, outcomes_from_samples, pair, wilson
 from eval.published import (
     PUBLISHED,
     TASKS,
@@ -58,6 +59,7 @@ class ScoredRun:
     scores: dict[str, Score]
     others: list[str] = field(default_factory=list)  # tasks in the file outside the nine
     generation: dict | None = None  # the generation check's figures (eval/generation_check.py)
+    versus: dict | None = None  # summary.versus_base: paired counts against its base model (eval/versus_base.py)
 
 
 def results_file(arg: str) -> Path:
@@ -98,7 +100,11 @@ def load_run(path: Path) -> ScoredRun:
         else:  # lm-eval writes "N/A" when it has none; this is its formula (lm_eval.api.metrics.mean_stderr)
             scores[task] = Score(acc, math.sqrt(acc * (1 - acc) / (n - 1)) if n > 1 else None, n, True)
     name = summary.get("run_id") or Path(str(summary.get("model") or path.parent)).name
-    return ScoredRun(name, path, summary, scores, others, generation_of(data, path))
+    try:
+        versus = versus_base.loaded(summary, str(path))
+    except ValueError as err:
+        raise BadInput(str(err)) from None
+    return ScoredRun(name, path, summary, scores, others, generation_of(data, path), versus)
 
 
 def generation_of(data: dict, path: Path) -> dict | None:
@@ -169,18 +175,93 @@ def quant_lines(merged: ScoredRun, quants: dict[str, ScoredRun]) -> list[str]:
         mean, delta = versus(merged, run)
         change = "" if run is merged or delta is None else f"{100 * delta:+.1f}"
         avg = "-" if mean is None else f"{100 * mean:.1f}"
-        return f"| {label} | {size_words(size)} | " + " | ".join(cells) + f" | {avg} | {change} | {stop_words(run)} |"
+        paired = None if run is merged else quant_paired(merged, run)
+        items = " | | | | " if paired is None else f" | {paired.n} items: {paired_cells(paired)} | "
+        return (f"| {label} | {size_words(size)} | " + " | ".join(cells) + f" | {avg} | {change}" + items
+                + f" {stop_words(run)} |")
 
-    lines = ["| model | size | " + " | ".join(TASKS[t][0] for t in tasks) + " | Avg | Δ Avg | stop rate |",
-             "| --- " * (len(tasks) + 5) + "|", row(f"**{merged.name}** merged (safetensors)", merged, merged_size)]
+    lines = ["| model | size | " + " | ".join(TASKS[t][0] for t in tasks) + " | Avg | Δ Avg | paired Δ against "
+             "merged [95% CI] | GGUF only / merged only | McNemar p | stop rate |",
+             "| --- " * (len(tasks) + 8) + "|", row(f"**{merged.name}** merged (safetensors)", merged, merged_size)]
     lines += [row(f"{quant} GGUF", run, gguf_size(run)) for quant, run in quants.items()]
     pipeline = [name for name, run in [("merged", merged), *quants.items()] if run.summary.get("pipeline_check")]
     notes = ["Accuracy (%) ± the 95% interval, zero-shot; Δ Avg: points against merged over the same tasks; GGUFs "
-             "scored by lm-eval's hf backend on their dequantized weights; stop rate from the generation check "
-             "(llama.cpp for the GGUFs)."]
+             "scored by lm-eval's hf backend on their dequantized weights; paired Δ: the GGUF against merged on the "
+             "same items, all tasks pooled, with McNemar's exact test on the items only one of them got right; stop "
+             "rate from the generation check (llama.cpp for the GGUFs)."]
     if pipeline:
         notes.append(f"PIPELINE CHECK ({', '.join(pipeline)}): bundled fixture items, not the test sets.")
     return [*lines, "", *notes]
+
+
+def accuracy_words(correct: int, n: int) -> str:
+    """``52.0 [42.3, 61.6]``: accuracy (%) and its 95% Wilson interval."""
+    low, high = wilson(correct, n)
+    return f"{100 * correct / n:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def paired_cells(paired: Paired) -> str:
+    """The difference B - A with its interval, the discordant counts and McNemar's p, as table cells."""
+    low, high = paired.difference_interval
+    return (f"{100 * paired.difference:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] | {paired.b_only} / "
+            f"{paired.a_only} | {paired.p_value:.2g}")
+
+
+def verdict_cell(paired: Paired, name: str = "base") -> str:
+    """``**below base**`` (significant, in bold), ``above base``, ``level``; ``(ns)`` when p >= 0.05."""
+    if paired.b_only == paired.a_only:
+        return "level"
+    below = paired.b_only < paired.a_only
+    words = f"{'below' if below else 'above'} {name}" + ("" if paired.p_value < ALPHA else " (ns)")
+    return f"**{words}**" if below else words
+
+
+def base_lines(run: ScoredRun, level: str = "##") -> list[str]:
+    """The run beside its base model, item-paired: per task and over all tasks, with the floors."""
+    found = run.versus or {}
+    base = found["base"]
+    rows = []
+    for task, entry in found["tasks"].items():
+        paired = versus_base.paired_of(entry)
+        same = entry["always_same"]
+        letter = ("yes", "no", "maybe")[same["answer"]] if task == "pubmedqa" else "ABCD"[same["answer"]]
+        rows.append(f"| {TASKS[task][0] if task in TASKS else task} | {paired.n} | "
+                    f"{accuracy_words(paired.a_correct, paired.n)} | {accuracy_words(paired.b_correct, paired.n)} | "
+                    f"{paired_cells(paired)} | {verdict_cell(paired)} | {100 * entry['floor']:.1f} | "
+                    f"{100 * same['share']:.1f} ({letter}) |")
+    total = versus_base.overall(found)
+    rows.append(f"| **all tasks** | {total.n} | {accuracy_words(total.a_correct, total.n)} | "
+                f"{accuracy_words(total.b_correct, total.n)} | {paired_cells(total)} | {verdict_cell(total)} | | |")
+    sources = sorted(set(base.get("outcomes_from", {}).values()))
+    low, high = total.difference_interval
+    said = (f"{run.name} scores {100 * total.b_acc:.1f}% over all {total.n} items, its base {100 * total.a_acc:.1f}%: "
+            f"Δ {100 * total.difference:+.1f} points [{100 * low:+.1f}, {100 * high:+.1f}], McNemar p = "
+            f"{total.p_value:.2g}.")
+    plain = f"**Below its base model.** {said}" if total.b_only < total.a_only else said
+    return [f"{level} {run.name} beside its base model, item by item", "",
+            f"Base: `{base['model']}` (content sha256 `{str(base['key'])[:16]}...`); its outcomes on these items: "
+            f"{', '.join(sources)}.", "", plain, "",
+            "| task | n | base acc [95% CI] | run acc [95% CI] | Δ run - base [95% CI] | run only / base only "
+            "| McNemar p | verdict | floor | always the same answer |", "| --- " * 10 + "|", *rows, "",
+            "Accuracy (%) with its 95% Wilson interval, both models on the same items. Δ: points, with the paired "
+            "95% interval; run only / base only: the items only one of the two got right; McNemar: exact two-sided "
+            "test on those. ns: not significant at 5%. Floor: PubMedQA's majority answer share on its whole test "
+            "split, else one in four; always the same answer: the score of giving the commonest gold answer on "
+            "these items."]
+
+
+def quant_paired(merged: ScoredRun, run: ScoredRun) -> Paired | None:
+    """A GGUF against the merged model, items pooled over the tasks both scored (from their per-sample logs)."""
+    total = None
+    for task in merged.scores:
+        mine, theirs = merged.path.parent / "samples" / f"{task}.jsonl", run.path.parent / "samples" / f"{task}.jsonl"
+        if task in run.scores and mine.is_file() and theirs.is_file():
+            try:
+                found = pair(outcomes_from_samples(mine), outcomes_from_samples(theirs))
+            except ValueError:
+                continue  # no shared items
+            total = found if total is None else total + found
+    return total
 
 
 def quant_brief(merged: ScoredRun, quant: str, run: ScoredRun) -> str:
@@ -257,6 +338,9 @@ def render(runs: list[ScoredRun], source: dict, rows: list[Published], chart_nam
         out.append(f"- **{r.name}**: `{r.path}`, model `{s.get('model')}`, settings {json.dumps(s.get('settings'))}"
                    + (f"; tasks outside the nine, not shown: {', '.join(r.others)}" if r.others else ""))
     for r in runs:
+        if r.versus:
+            out += ["", *base_lines(r)]
+    for r in runs:
         if (quantized or {}).get(r.name):
             out += ["", f"## Merged vs quantized (GGUF): {r.name}", "", *quant_lines(r, quantized[r.name])]
     checked = [r for r in runs if r.generation]
@@ -302,6 +386,7 @@ def brief_lines(runs: list[ScoredRun], rows: list[Published], warning: list[str]
     lines = [f"WARNING: {line.replace('**', '')}" for line in warning]
     lines += [f"  {r.name}: Avg {our_cells(r)[-1]} (accuracy %, ± 95% interval)" + (f"; on the card: {card}" if card
               else "") for r in runs]
+    lines += [f"  {r.name}: {versus_base.overall_words(r.versus)}" for r in runs if r.versus]
     lines += [f"  {r.name}: generation check: {figure_words(r.generation['overall'])}" for r in runs if r.generation]
     for r in runs:
         for quant, q in (quantized or {}).get(r.name, {}).items():
@@ -343,6 +428,9 @@ def main(argv: list[str] | None = None) -> None:
     for line in warning:
         print(f"WARNING: {line.replace('**', '')}\n")
     print(text.split("\n\n![")[0])
+    for r in runs:
+        if r.versus:
+            print("\n" + "\n".join(base_lines(r)))
     for name in quantized:
         print(f"\n## Merged vs quantized (GGUF): {name}" + text.split(f"## Merged vs quantized (GGUF): {name}")[1]
               .split("\n\n## ")[0].split("\n\nPublished rows:")[0])

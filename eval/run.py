@@ -8,12 +8,18 @@ without ``--model``, the latest successful run (DPO over SFT). Another model pat
 ``--model X.gguf``: transformers reads the GGUF dequantized (the quantization error stays in the weights) with
 the hf backend; a release's ``gguf/<name>-<QUANT>.gguf`` writes to its run's ``eval/gguf/<QUANT>/``, with the
 release's tokenizer.
-Benchmarks are the ``<task>.jsonl`` files under ``--benchmarks`` (default ``data/benchmarks/``).
-When none are prepared there, the bundled fixtures (``eval/fixtures/``) are prepared into the
-output folder and the result is marked a PIPELINE CHECK: a few items per task, not a benchmark.
+Benchmarks are the ``<task>.jsonl`` files under ``--benchmarks`` (default ``data/benchmarks/``, which ``make
+benchmarks`` prepares from the shipped test sets). By default a fixed, seeded sample of each, stratified by gold answer
+(eval/sample.py: 700 of the 7,045 items), is scored; ``--full`` scores every item (``--full pubmedqa``: that task
+whole, the sample of the others). When none are prepared, the bundled fixtures (``eval/fixtures/``) are prepared into
+the output folder and the result is marked a PIPELINE CHECK: a few items per task, not a benchmark.
 
-Writes OUT/tasks/ (the task YAMLs as run, with absolute data paths), OUT/samples/<task>.jsonl
-(lm-eval's per-sample log) and, last, OUT/results.json (lm-eval's results plus ``summary``).
+A run is put beside its base model on the same items (eval/versus_base.py): the base's outcomes come from the
+committed full-set scores (``docs/baseline/``), the cache, or are scored now; ``summary.versus_base`` holds the
+paired counts, ``eval/base/<task>.jsonl`` the base's outcomes. ``--no-base`` skips it.
+
+Writes OUT/items/ (the items scored and sample.json), OUT/tasks/ (the task YAMLs as run, with absolute data paths),
+OUT/samples/<task>.jsonl (lm-eval's per-sample log) and, last, OUT/results.json (lm-eval's results plus ``summary``).
 Defaults match the Open Medical-LLM Leaderboard: zero-shot, acc, no chat template (docs/eval.md).
 
 The terminal gets a header, one progress line per step (load model and data, evaluate), the accuracy
@@ -38,6 +44,7 @@ from typing import Any, TextIO
 from common import quiet
 from common.capture import output_to_log
 from common.files import atomic_writer, sha256_file, write_json_atomic
+from common.host import hardware
 from common.progress import StepLine, clock
 from common.rundir import MANIFEST, latest_run, now, read_manifest
 from common.secrets import redact, secret_values
@@ -51,6 +58,8 @@ from eval.lm_eval_tasks import (
     summarize,
 )
 from eval.prepare import prepare
+from eval.sample import SIZES, write_sample
+from eval.versus_base import overall_words, task_words, versus_base
 
 DEFAULT_BENCHMARKS = Path("data/benchmarks")
 CPU_BATCH_SIZE = 8
@@ -189,38 +198,60 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                          "results")
     out = (args.out or run / "eval").resolve()
     benchmarks, names, pipeline_check = select_benchmarks(args, out)
-    tasks_dir = render_tasks(benchmarks, out / "tasks", names)
+    items, sample = benchmarks, None
+    if not pipeline_check and args.full != []:
+        items = out / "items"
+        sample = write_sample(benchmarks, names, items, {t: n for t, n in SIZES.items() if t not in (args.full or [])})
+    tasks_dir = render_tasks(items, out / "tasks", names)
     limit = None if args.limit is None else int(args.limit) if args.limit >= 1 else args.limit
     log = (run or out) / LOG
-    print("\n".join(eval_header(args, model, run, benchmarks, names, pipeline_check, out, log)), flush=True)
+    print("\n".join(eval_header(args, model, run, benchmarks, names, pipeline_check, out, log, sample)), flush=True)
     started = now()
     with output_to_log(log, "eval run", tee=quiet.VERBOSE, title=f"eval run of {model}") as terminal:
         results = run_lm_eval(args, margs, names, tasks_dir, limit, terminal)
     secrets = secret_values()
-    for name, samples in samples_by_task(results.pop("samples"), names).items():
-        with atomic_writer(out / "samples" / f"{name}.jsonl") as handle:
-            handle.writelines(json.dumps(json_safe(s, secrets), ensure_ascii=False) + "\n" for s in samples)
+    write_samples(out / "samples", samples_by_task(results.pop("samples"), names), secrets)
     settings = {"backend": args.backend, "chat_template": args.chat_template, "dtype": args.dtype,
-                "batch_size": args.batch_size, "limit": limit, "num_fewshot": 0}
+                "batch_size": args.batch_size, "limit": limit, "num_fewshot": 0,
+                "full": args.full if args.full is None else args.full or list(names)}
     results = json_safe(results, secrets)
     results["summary"] = summarize(results, names, model=model, run_id=run.name if run else None,
                                    adapter=str(args.adapter.resolve()) if args.adapter else None,
                                    pipeline_check=pipeline_check, benchmarks=str(benchmarks.resolve()),
-                                   settings=settings)
+                                   settings=settings, sample=sample)
+    if run is not None and not args.no_base and not args.adapter:
+        def score(base: str, tasks: list[str], folder: Path) -> dict[str, list[dict[str, Any]]]:
+            base_args = argparse.Namespace(**{**vars(args), "adapter": None, "model_args": []})
+            base_tasks = render_tasks(folder, out / "base" / "tasks", tasks)
+            with output_to_log(log, "eval run (base)", tee=quiet.VERBOSE, title=f"eval run of {base}") as terminal:
+                found = run_lm_eval(base_args, model_args(base_args, base), tasks, base_tasks, None, terminal,
+                                    label="base: ")
+            return samples_by_task(found["samples"], tasks)
+
+        results["summary"]["versus_base"] = versus_base(run, out, names, items,
+                                                        {n: benchmarks / f"{n}.jsonl" for n in names}, score)
     if gguf:
         results["summary"]["gguf"] = record
     results["benchmark_files"] = {n: {"path": str((benchmarks / f"{n}.jsonl").resolve()),
                                       "sha256": sha256_file(benchmarks / f"{n}.jsonl")} for n in names}
-    results["timing"] = {"started_at": started, "ended_at": now()}
+    results["timing"] = {"started_at": started, "ended_at": now(), "seconds": round(time.monotonic() - start, 1)}
+    results["host"] = hardware()
     write_json_atomic(out / "results.json", results)
     print("\n".join(eval_footer(results["summary"], out, run, log, time.monotonic() - start)), flush=True)
     return results
 
 
+def write_samples(folder: Path, samples: dict[str, list[dict[str, Any]]], secrets: list[str]) -> None:
+    """lm-eval's per-sample logs, one ``<task>.jsonl`` each, secrets redacted."""
+    for name, rows in samples.items():
+        with atomic_writer(folder / f"{name}.jsonl") as handle:
+            handle.writelines(json.dumps(json_safe(s, secrets), ensure_ascii=False) + "\n" for s in rows)
+
+
 def run_lm_eval(args: argparse.Namespace, margs: dict[str, Any], names: list[str], tasks_dir: Path,
-                limit: int | float | None, terminal: TextIO) -> dict[str, Any]:
+                limit: int | float | None, terminal: TextIO, label: str = "") -> dict[str, Any]:
     """Load the model, then lm-eval's ``simple_evaluate`` on it, with two progress lines on ``terminal``."""
-    with EvalProgress(terminal) as progress:
+    with EvalProgress(terminal, label) as progress:
         import lm_eval
         from lm_eval.api.registry import get_model
         from lm_eval.tasks import TaskManager
@@ -244,9 +275,9 @@ class EvalProgress:
     It counts through the cache hook lm-eval's models call once per answered request (``add_partial``).
     """
 
-    def __init__(self, terminal: TextIO) -> None:
-        self.terminal, self.done, self.shown, self.hook = terminal, 0, 0.0, None
-        self.line = StepLine("load model and data", unit="", stream=terminal)
+    def __init__(self, terminal: TextIO, label: str = "") -> None:
+        self.terminal, self.done, self.shown, self.hook, self.label = terminal, 0, 0.0, None, label
+        self.line = StepLine(f"{label}load model and data", unit="", stream=terminal)
 
     def __enter__(self) -> EvalProgress:
         return self
@@ -266,9 +297,10 @@ class EvalProgress:
     def counted(self, method: Any) -> Any:
         """``method`` (``lm.loglikelihood``), first announcing how many requests it gets."""
         def handed(requests: list, *rest: Any, **named: Any) -> Any:
-            if self.line.name != "evaluate":
+            if self.line.name != f"{self.label}evaluate":
                 self.line.close("done")
-                self.line = StepLine("evaluate", total=len(requests), unit="requests", stream=self.terminal)
+                self.line = StepLine(f"{self.label}evaluate", total=len(requests), unit="requests",
+                                     stream=self.terminal)
             else:
                 self.line.update(total=self.done + len(requests))
             return method(requests, *rest, **named)
@@ -298,17 +330,23 @@ def row_count(path: Path) -> int:
 
 
 def eval_header(args: argparse.Namespace, model: str, run: Path | None, benchmarks: Path, names: list[str],
-                pipeline_check: bool, out: Path, log: Path) -> list[str]:
+                pipeline_check: bool, out: Path, log: Path, sample: dict[str, Any] | None = None) -> list[str]:
     """What is evaluated, on which benchmarks (rows each), how, and where results and the log go."""
     rows = {name: row_count(benchmarks / f"{name}.jsonl") for name in names}
+    if sample:  # the items scored: n of the set's rows
+        rows = {name: (f"{t['n']}/{t['of']}" if t["n"] != t["of"] else t["n"])
+                for name, t in sample["tasks"].items()}
     what = (f"{shown_path(run)}/ (its merged model)" if run else
             f"{shown_path(Path(model))} (dequantized by transformers)" if model.lower().endswith(".gguf") else model)
-    kind = "bundled fixtures, a PIPELINE CHECK" if pipeline_check else "prepared"
+    kind = ("bundled fixtures, a PIPELINE CHECK" if pipeline_check else
+            "prepared" if not sample or all(t["n"] == t["of"] for t in sample["tasks"].values()) else
+            f"a seeded sample stratified by answer, of {sum(t['of'] for t in sample['tasks'].values())}; --full: all")
+    total = sum(int(str(v).split("/")[0]) for v in rows.values())
     limit = f", at most {args.limit:g} per task" if args.limit is not None else ""
     listing = [part.replace("\xa0", " ")  # a task and its count stay on one line
                for part in textwrap.wrap(", ".join(f"{n}\xa0{k}" for n, k in rows.items()), width=104)]
     return [f"eval of {what}",
-            f"  benchmarks  {how_many(len(rows), 'task')}, {how_many(sum(rows.values()), 'row')} ({kind}) in "
+            f"  benchmarks  {how_many(len(rows), 'task')}, {how_many(total, 'item')} ({kind}) in "
             f"{shown_path(benchmarks)}/", *(f"              {part}" for part in listing),
             f"  settings    {args.backend} on {args.device or 'its default device'}, zero-shot, batch size "
             f"{args.batch_size}{', chat template' if args.chat_template else ''}{limit}",
@@ -327,8 +365,12 @@ def stderr_words(stderr: float | None) -> str:
 
 def eval_footer(summary: dict[str, Any], out: Path, run: Path | None, log: Path, seconds: float) -> list[str]:
     """The accuracy table, the pipeline-check reminder, wall time, outputs and the next command."""
+    versus = summary.get("versus_base")
     lines = [f"  {name:<28} acc {row['acc']:.4f} ± {stderr_words(row['stderr'])}  (n={row['n']})"
+             + (f"   {task_words(versus['tasks'][name])}" if versus else "")
              for name, row in summary["tasks"].items()]
+    if versus:
+        lines.append(f"  {overall_words(versus)}")
     if summary["pipeline_check"]:
         lines.append("PIPELINE CHECK, NOT A BENCHMARK: bundled fixture items only; `make benchmarks` prepares the "
                      "nine test sets")
@@ -348,6 +390,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="a subset of the nine (default: every prepared one)")
     parser.add_argument("--backend", choices=("hf", "vllm"), default="hf",
                         help="hf (default; CPU or GPU) or vllm (the GPU cluster fast path)")
+    parser.add_argument("--full", nargs="*", metavar="TASK", choices=list(TASKS),
+                        help="score every item (of the TASKs named; default: of all), not the seeded sample")
+    parser.add_argument("--no-base", action="store_true", help="do not put a run beside its base model")
     parser.add_argument("--limit", type=float, help="at most N items per task (a fraction if < 1): a smoke test")
     parser.add_argument("--chat-template", action="store_true",
                         help="wrap prompts in the model's chat template (the leaderboard does not)")

@@ -87,6 +87,8 @@ def gguf_eval_argv(run: Path, path: Path, out: Path) -> list[str] | None:
         argv += ["--benchmarks", summary["benchmarks"]]
     if settings.get("limit") is not None:
         argv += ["--limit", str(settings["limit"])]
+    if settings.get("full"):  # the same items: the tasks scored whole, the seeded sample of the others
+        argv += ["--full", *settings["full"]]
     return argv + (["--chat-template"] if settings.get("chat_template") else [])
 
 

@@ -20,7 +20,7 @@ from eval.card_usage import MAX_NEW_TOKENS, SYSTEM_PROMPT
 from eval.fetch import HUB
 from eval.generation_check import percent
 from eval.published import TASKS, load_published
-from eval.report import Z95, ScoredRun, generation_lines, load_run, our_cells, quant_lines, size_words
+from eval.report import Z95, ScoredRun, base_lines, generation_lines, load_run, our_cells, quant_lines, size_words
 
 TRAINING_KEYS = ("rl", "rl_beta", "learning_rate", "lr_scheduler", "warmup_steps", "micro_batch_size",
                  "gradient_accumulation_steps", "num_epochs", "max_steps", "optimizer", "weight_decay",
@@ -133,6 +133,8 @@ def results_lines(run: ScoredRun | None) -> list[str]:
     lines += ["", f"Accuracy (%), zero-shot, lm-eval; ours ± the 95% interval ({Z95} * standard error), (n=…) where "
               "scored on fewer items than the full test set. Published rows as printed on the OpenBioLLM cards "
               "(Med-PaLM rows 5-shot).", ""]
+    if run.versus:  # results.json's summary.versus_base (eval/versus_base.py)
+        lines += [*base_lines(run, "###"), ""]
     if run.generation:  # results.json's generation_check (eval/generation_check.py)
         lines += ["**Generation check**: greedy answers, how often they stop on their own, their length, "
                   "repetition and leaked template tokens.", *generation_lines(run), ""]

@@ -10,15 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import json
-import os
-import platform
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from common.files import count_rows, sha256_file, sha256_tree
+from common.host import hardware
 from common.rundir import now
 from common.secrets import redact, secret_values
 
@@ -50,26 +48,6 @@ def package_versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-def hardware() -> dict[str, Any]:
-    """Host name, platform, CPUs, memory and GPUs (from nvidia-smi, when there is one)."""
-    info: dict[str, Any] = {
-        "hostname": platform.node(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-    }
-    meminfo = Path("/proc/meminfo")
-    if meminfo.is_file():
-        total_kb = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
-        info["memory_gib"] = round(total_kb / 2**20, 1)
-    info["gpus"] = []
-    if shutil.which("nvidia-smi"):
-        query = ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]
-        out = subprocess.run(query, capture_output=True, text=True, check=False).stdout
-        info["gpus"] = [line.strip() for line in out.splitlines() if line.strip()]
-    return info
 
 
 def dataset_records(config: dict[str, Any], root: Path) -> list[dict[str, Any]]:
