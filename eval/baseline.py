@@ -124,12 +124,14 @@ def commit(results_dir: Path, out: Path) -> dict[str, Any]:
                        "correct": sum(o.correct for o in outcomes.values()), "acc": score["acc"],
                        "items": f"items/{name}.jsonl", "items_sha256": sha256_file(items)}
     source = folder / "source.json"
-    record = {"model": {"name": folder.name, "key": sha256_tree(folder), "folder": str(summary["model"]),
+    shown = folder.resolve().relative_to(Path.cwd()) if folder.resolve().is_relative_to(Path.cwd()) else folder
+    record = {"model": {"name": folder.name, "key": sha256_tree(folder), "folder": str(shown),
                         "source": json.loads(source.read_text()) if source.is_file() else None},
               "settings": summary.get("settings"), "timing": results.get("timing"),
               "host": results.get("host") or hardware(), "tasks": tasks}
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "results.json", {"summary": {k: v for k, v in summary.items() if k != "versus_base"},
+    kept = {k: v for k, v in summary.items() if k != "versus_base"}
+    write_json_atomic(out / "results.json", {"summary": {**kept, "model": str(shown), "benchmarks": "data/benchmarks"},
                                              "benchmark_files": results["benchmark_files"],
                                              "timing": results.get("timing")})
     write_json_atomic(out / "manifest.json", record)

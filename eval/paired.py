@@ -154,6 +154,13 @@ def always_same(outcomes: dict[str, Outcome]) -> tuple[int, float]:
     return answer, count / len(outcomes)
 
 
+def commonest_prediction(outcomes: dict[str, Outcome]) -> tuple[int, float]:
+    """(the answer the model gives most often, the share of items it gives it on): a letter bias shows here."""
+    counts = Counter(o.pred for o in outcomes.values())
+    answer, count = max(sorted(counts.items()), key=lambda kv: kv[1])
+    return answer, count / len(outcomes)
+
+
 def floor(task: str, full_split_golds: list[int] | None = None) -> float:
     """The task's chance floor: PubMedQA's majority share of the full test split, else one in four."""
     if task == "pubmedqa" and full_split_golds:

@@ -224,14 +224,19 @@ def base_lines(run: ScoredRun, level: str = "##") -> list[str]:
     for task, entry in found["tasks"].items():
         paired = versus_base.paired_of(entry)
         same = entry["always_same"]
-        letter = ("yes", "no", "maybe")[same["answer"]] if task == "pubmedqa" else "ABCD"[same["answer"]]
+        def letter(index: int, task: str = task) -> str:
+            return ("yes", "no", "maybe")[index] if task == "pubmedqa" else "ABCD"[index]
+
+        given = entry.get("most_given") or {}
+        bias = " / ".join(f"{letter(g['answer'])} {100 * g['share']:.0f}%"
+                          for g in (given.get("base"), given.get("run")) if g) or "-"
         rows.append(f"| {TASKS[task][0] if task in TASKS else task} | {paired.n} | "
                     f"{accuracy_words(paired.a_correct, paired.n)} | {accuracy_words(paired.b_correct, paired.n)} | "
                     f"{paired_cells(paired)} | {verdict_cell(paired)} | {100 * entry['floor']:.1f} | "
-                    f"{100 * same['share']:.1f} ({letter}) |")
+                    f"{100 * same['share']:.1f} ({letter(same['answer'])}) | {bias} |")
     total = versus_base.overall(found)
     rows.append(f"| **all tasks** | {total.n} | {accuracy_words(total.a_correct, total.n)} | "
-                f"{accuracy_words(total.b_correct, total.n)} | {paired_cells(total)} | {verdict_cell(total)} | | |")
+                f"{accuracy_words(total.b_correct, total.n)} | {paired_cells(total)} | {verdict_cell(total)} | | | |")
     sources = sorted(set(base.get("outcomes_from", {}).values()))
     low, high = total.difference_interval
     said = (f"{run.name} scores {100 * total.b_acc:.1f}% over all {total.n} items, its base {100 * total.a_acc:.1f}%: "
@@ -242,12 +247,14 @@ def base_lines(run: ScoredRun, level: str = "##") -> list[str]:
             f"Base: `{base['model']}` (content sha256 `{str(base['key'])[:16]}...`); its outcomes on these items: "
             f"{', '.join(sources)}.", "", plain, "",
             "| task | n | base acc [95% CI] | run acc [95% CI] | Δ run - base [95% CI] | run only / base only "
-            "| McNemar p | verdict | floor | always the same answer |", "| --- " * 10 + "|", *rows, "",
+            "| McNemar p | verdict | floor | always the same answer | most given answer, base / run |",
+            "| --- " * 11 + "|", *rows, "",
             "Accuracy (%) with its 95% Wilson interval, both models on the same items. Δ: points, with the paired "
             "95% interval; run only / base only: the items only one of the two got right; McNemar: exact two-sided "
             "test on those. ns: not significant at 5%. Floor: PubMedQA's majority answer share on its whole test "
             "split, else one in four; always the same answer: the score of giving the commonest gold answer on "
-            "these items."]
+            "these items; most given answer: the answer each model picks most often, and on what share of the items "
+            "(a model that always picks one letter scores that letter's share, and knows nothing)."]
 
 
 def quant_paired(merged: ScoredRun, run: ScoredRun) -> Paired | None:

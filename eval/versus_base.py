@@ -14,7 +14,17 @@ from typing import Any
 
 from common.files import sha256_file, write_jsonl_atomic
 from eval.baseline import base_of, describe, lookup, remember
-from eval.paired import Outcome, Paired, always_same, floor, outcome_of, outcomes_from_samples, pair, write_outcomes
+from eval.paired import (
+    Outcome,
+    Paired,
+    always_same,
+    commonest_prediction,
+    floor,
+    outcome_of,
+    outcomes_from_samples,
+    pair,
+    write_outcomes,
+)
 from eval.sample import read_rows
 
 # (model to load, task names, folder of <task>.jsonl to score) -> lm-eval's per-sample logs by task name
@@ -59,7 +69,9 @@ def versus_base(run: Path, out: Path, names: list[str], items: Path, full_files:
         paired = pair(known[name], ran[name])
         tasks[name] = {"n": paired.n, "base_correct": paired.a_correct, "run_correct": paired.b_correct,
                        "run_only": paired.b_only, "base_only": paired.a_only, "floor": floor(name, golds),
-                       "always_same": {"answer": answer, "share": share}}
+                       "always_same": {"answer": answer, "share": share},
+                       "most_given": {who: dict(zip(("answer", "share"), commonest_prediction(found), strict=True))
+                                      for who, found in (("base", known[name]), ("run", ran[name]))}}
     return {"base": describe(base, where), "tasks": tasks}
 
 
