@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from common.files import format_suffix
 from data_prep.convert import convert_one, describe_input, read_input, reject_record
 from data_prep.decontaminate import DEFAULT_THRESHOLD, BenchmarkIndex, Match
 from data_prep.dedup import NUM_PERM, features
@@ -58,7 +59,7 @@ def convert_and_measure(inputs: list[tuple[str, str, int]], system: str | None, 
     count = 0
     for name, spec, _ in inputs:
         module = sources[name]
-        if spec.endswith(".jsonl") and not spec.startswith(HUB_PREFIX) and not hasattr(module, "inspect"):
+        if format_suffix(spec) == ".jsonl" and not spec.startswith(HUB_PREFIX) and not hasattr(module, "inspect"):
             streams.append(read_rows(spec, parse=False))  # read as the workers take the rows
             found, rows = {}, count_jsonl_rows(Path(spec))
         else:  # read whole first: the converter inspects the file, or the format is parsed as it is read
