@@ -4,7 +4,8 @@
     python -m data_prep decontaminate INPUT.jsonl --benchmarks DIR --out CLEAN.jsonl
     python -m data_prep build MIXTURE.yaml --out DIR [--tokenizer MODEL_DIR] [--workers N]
 
-INPUT is a .jsonl, .json or .parquet file, or hub:ORG/NAME@REVISION[:[CONFIG/]SPLIT].
+INPUT is a .jsonl, .json (either may end in .xz or .gz) or .parquet file, or hub:ORG/NAME@REVISION[:[CONFIG/]SPLIT];
+a source with its own reader takes its own format (medquad: the XML archive, a folder or a file).
 Bad input ends with one line naming the file, line or key (exit 2); --debug shows the traceback.
 Every command takes --quiet (no progress) and --verbose (third-party import noise too, common/quiet.py).
 """

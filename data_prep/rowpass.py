@@ -59,10 +59,11 @@ def convert_and_measure(inputs: list[tuple[str, str, int]], system: str | None, 
     count = 0
     for name, spec, _ in inputs:
         module = sources[name]
-        if format_suffix(spec) == ".jsonl" and not spec.startswith(HUB_PREFIX) and not hasattr(module, "inspect"):
+        if (format_suffix(spec) == ".jsonl" and not spec.startswith(HUB_PREFIX)
+                and not hasattr(module, "inspect") and not hasattr(module, "read")):
             streams.append(read_rows(spec, parse=False))  # read as the workers take the rows
             found, rows = {}, count_jsonl_rows(Path(spec))
-        else:  # read whole first: the converter inspects the file, or the format is parsed as it is read
+        else:  # read whole first: the converter inspects the file or reads it, or the format is parsed as read
             raws, found = read_input(module, spec, parse=False)
             streams.append(raws)
             rows = len(raws)
