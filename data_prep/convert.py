@@ -81,9 +81,12 @@ def input_hash(spec: str) -> str | None:
     return sha256_tree(Path(spec)) if Path(spec).is_dir() else sha256_file(Path(spec))
 
 
-def describe_input(spec: str, rows: int, kept: int, rejects: list[dict[str, Any]], facts: dict[str, Any]
-                 ) -> dict[str, Any]:
-    """What the manifest says of one input: where, its hash, rows in = kept + rejected, reasons, facts."""
+def describe_input(spec: str, rows: int, kept: int, rejects: list[dict[str, Any]], facts: dict[str, Any],
+                   excluded: int = 0) -> dict[str, Any]:
+    """What the manifest says of one input: where, its hash, rows in = kept + rejected + excluded, reasons, facts.
+
+    ``excluded``: rows a build left out by key before converting them (a mixture entry's ``exclude``).
+    """
     record = {
         "path": spec,
         "sha256": input_hash(spec),
@@ -91,17 +94,22 @@ def describe_input(spec: str, rows: int, kept: int, rejects: list[dict[str, Any]
         "kept": kept,
         "rejected": len(rejects),
         "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items())),
+        "excluded": excluded,
         "facts": facts,
     }
-    assert record["rows"] == record["kept"] + record["rejected"], record
+    assert record["rows"] == record["kept"] + record["rejected"] + record["excluded"], record
     return record
 
 
 def check_reject_rate(source: str, records: list[dict[str, Any]], max_reject_rate: float, outcome: str) -> None:
-    """Stop, naming each input and its commonest reason, when an input lost more than ``max_reject_rate``."""
-    too_many = [r for r in records if r["rows"] and r["rejected"] / r["rows"] > max_reject_rate]
+    """Stop, naming each input and its commonest reason, when an input lost more than ``max_reject_rate``.
+
+    Rows excluded by key were never converted: the rate is of the rows converted.
+    """
+    too_many = [r for r in records if r["rows"] - r["excluded"]
+                and r["rejected"] / (r["rows"] - r["excluded"]) > max_reject_rate]
     if too_many:
-        lines = [f"{r['path']}: {r['rejected']} of {r['rows']} rows rejected, most for "
+        lines = [f"{r['path']}: {r['rejected']} of {r['rows'] - r['excluded']} rows rejected, most for "
                  f"{max(r['rejected_by_reason'], key=r['rejected_by_reason'].get)!r}" for r in too_many]
         raise SystemExit(f"{source}: more than {max_reject_rate:.0%} of rows rejected (is it the right "
                          f"converter?); {outcome}\n" + "\n".join(lines))

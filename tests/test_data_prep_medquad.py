@@ -8,8 +8,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import ROOT, read_jsonl
 
+from data_prep.build import build
 from data_prep.convert import convert
 from data_prep.rows import OPENBIOLLM_SYSTEM_PROMPT
 from data_prep.sources import load_sources, medquad
@@ -142,3 +144,22 @@ def test_an_input_it_cannot_read_stops_in_one_line(tmp_path, name, message):
     with pytest.raises(SystemExit, match=message) as stopped:
         list(medquad.read(str(tmp_path / name)))
     assert str(tmp_path / name) in str(stopped.value) and "\n" not in str(stopped.value)
+
+
+def mixture(tmp_path: Path, archive: Path, **entry) -> Path:
+    path = tmp_path / "mix.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "version": 1, "validation_fraction": 0.0, "max_reject_rate": 0.1,
+                                    "sft": [{"source": "medquad", "inputs": [str(archive)], **entry}]}))
+    return path
+
+
+def test_a_mixture_entry_may_allow_more_rejects_than_the_mixture(real_members, tmp_path):
+    archive = make_archive(tmp_path / "adam.tar.gz", {name: real_members[name] for name in MEMBERS[:2]})
+    with pytest.raises(SystemExit, match=r"medquad: more than 10% of rows rejected .*\n.*adam.tar.gz: 5 of 12 rows "
+                                         r"rejected, most for 'no answer: upstream removed"):
+        build(mixture(tmp_path, archive), tmp_path / "refused")
+    manifest = build(mixture(tmp_path, archive, max_reject_rate=0.5), tmp_path / "out")
+    assert manifest["kinds"]["sft"]["sources"][0]["kept"] == 7 == len(read_jsonl(tmp_path / "out/sft.jsonl"))
+    with pytest.raises(SystemExit, match=r"sft entry 1: max_reject_rate is 1.5; expected a number, at least 0 and "
+                                         r"at most 1"):
+        build(mixture(tmp_path, archive, max_reject_rate=1.5), tmp_path / "bad")
