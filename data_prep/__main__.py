@@ -47,6 +47,16 @@ def build_header(mixture_path: Path, mixture: dict, out: Path) -> list[str]:
     return lines
 
 
+def decontaminated_line(manifest: dict) -> str | None:
+    """One line: the rows each benchmark removed, all kinds together ("-" for a benchmark not checked)."""
+    counts = [record["decontaminated"] for record in manifest["kinds"].values() if "decontaminated" in record]
+    if not counts:
+        return None
+    removed = {task: None if counts[0][task] is None else sum(c[task] for c in counts) for task in counts[0]}
+    return "decontaminated, rows removed per benchmark: " + ", ".join(
+        f"{task} {'-' if n is None else n}" for task, n in removed.items())
+
+
 def run_build(args: argparse.Namespace) -> None:
     from data_prep.build import build, load_mixture  # dedup's MinHash and the tokenizer: not for --help
 
@@ -61,6 +71,7 @@ def run_build(args: argparse.Namespace) -> None:
                   "tokens: left out, see rejects.jsonl")
     if "benchmarks" in manifest:
         print(describe(manifest["benchmarks"]))
+        print(decontaminated_line(manifest))
     rejects = manifest["rejects"]
     print(f"left out: {rejects['rows']} rows {rejects['by_stage']} -> {args.out / 'rejects.jsonl'}")
     print(f"data build done in {progress.clock(time.monotonic() - start)}: {args.out / 'manifest.json'}; "

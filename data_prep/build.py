@@ -8,6 +8,7 @@ a staging folder first: a build that fails or is stopped leaves the previous bui
 For every source: rows = kept + rejected + excluded + duplicate + over cap + contaminated + too long.
 ``max_rows`` counts distinct rows: a source is capped after deduplication. An entry's ``exclude: FILE`` leaves
 out the rows whose key FILE lists (data_prep/exclude.py); its ``max_reject_rate`` replaces the mixture's.
+The manifest gives, per kind, the rows each of the nine benchmarks removed (``decontaminated``).
 Each source row is converted and measured once, in ``workers`` processes (default: this machine's cores;
 data_prep/rowpass.py); this process then decides, in input order, what stays. The outputs are the same bytes
 for any count.
@@ -22,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from common.benchmarks import BENCHMARKS
 from common.files import (
     load_yaml,
     sha256_file,
@@ -208,9 +210,11 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None, wo
         entries, over_cap = cap_after_dedup(kind, entries, list(zip(sources, mixture[kind], strict=True)),
                                             duplicates, mixture.get("seed", 0))
         left_out += over_cap
+        decontaminated = None
         if index is not None:
             left_out += [removed(e, kind, "decontaminate", f"overlaps {e['match'].task} item {e['match'].item_id}",
                                  overlap=e["match"].overlap) for e in entries if e["match"] is not None]
+            decontaminated = per_benchmark(index, [e["match"].task for e in entries if e["match"] is not None])
             entries = [e for e in entries if e["match"] is None]
         tokens = None
         if tokenizer is not None:
@@ -228,6 +232,8 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None, wo
             write_lines_atomic(out / name, [e["line"] for e in part])
             outputs[name] = {"sha256": sha256_file(out / name), "rows": len(part)}
         manifest["kinds"][kind] = {"sources": count_sources(sources, entries, left_out), "outputs": outputs}
+        if decontaminated is not None:
+            manifest["kinds"][kind]["decontaminated"] = decontaminated
         if tokens is not None:
             manifest["kinds"][kind]["tokens"] = tokens
         all_left_out += left_out
@@ -241,6 +247,12 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None, wo
                                             for task, path in index.files.items()], **coverage(index)}
     write_json_atomic(out / "manifest.json", manifest)
     return manifest
+
+
+def per_benchmark(index: BenchmarkIndex, tasks: list[str]) -> dict[str, int | None]:
+    """Rows removed by each of the nine benchmarks, in the registry's order; None for one not checked."""
+    found = Counter(tasks)
+    return {task: found[task] if task in index.files else None for task in BENCHMARKS}
 
 
 def count_sources(sources: list[dict], kept: list[dict], left_out: list[dict]) -> list[dict]:

@@ -1,4 +1,4 @@
-"""A mixture entry's ``exclude`` leaves a test split out by key.
+"""A mixture entry's ``exclude`` leaves a test split out by key, and the manifest counts what each benchmark removed.
 
 The data is a slice of PubMedQA's real ``ori_pqal.json``: three PMIDs of the official test split, three outside it.
 """
@@ -13,7 +13,9 @@ import pytest
 import yaml
 from helpers import ROOT, read_jsonl
 
+from common.benchmarks import BENCHMARKS
 from common.files import read_text, sha256_file
+from data_prep.__main__ import main as data_prep_main
 from data_prep.build import build
 from eval.benchmarks import TASKS
 from eval.prepare import prepare
@@ -45,6 +47,16 @@ def mixture(tmp_path: Path, data: dict, **entry) -> Path:
     return path
 
 
+def test_without_exclude_decontamination_removes_the_test_pmids_and_the_manifest_counts_them(pubmedqa, tmp_path):
+    manifest = build(mixture(tmp_path, pubmedqa), tmp_path / "out")
+    assert manifest["kinds"]["sft"]["decontaminated"] == {task: (3 if task == "pubmedqa" else None)
+                                                          for task in BENCHMARKS}
+    assert list(manifest["kinds"]["sft"]["decontaminated"]) == list(BENCHMARKS)  # all nine, in order
+    removed = read_jsonl(tmp_path / "out/rejects.jsonl")
+    assert [(r["where"], r["stage"], r["reason"]) for r in removed] == [
+        (f"key {pmid}", "decontaminate", f"overlaps pubmedqa item {pmid}") for pmid in pubmedqa["test"]]
+
+
 @pytest.mark.parametrize("form", ["object", "list"])
 def test_rows_whose_key_the_exclude_file_lists_are_left_out_with_the_file_named(pubmedqa, tmp_path, form):
     exclude = GROUND_TRUTH
@@ -56,6 +68,7 @@ def test_rows_whose_key_the_exclude_file_lists_are_left_out_with_the_file_named(
     assert (source["rows"], source["kept"], source["rejected"], source["left_out"]) == (6, 3, 0, {"excluded": 3})
     assert source["exclude"] == {"path": str(exclude), "sha256": sha256_file(exclude), "keys": 500, "excluded": 3}
     assert source["inputs"][0]["excluded"] == 3
+    assert manifest["kinds"]["sft"]["decontaminated"]["pubmedqa"] == 0
     left_out = read_jsonl(tmp_path / "out/rejects.jsonl")
     assert [(r["file"], r["where"], r["stage"], r["reason"]) for r in left_out] == [
         (str(pubmedqa["slice"]), f"key {pmid}", "excluded", f"key listed in {exclude} (exclude)")
@@ -82,3 +95,11 @@ def test_an_exclude_file_that_is_missing_not_json_or_matches_nothing_is_refused_
         build(mixture(tmp_path, pubmedqa, exclude=str(exclude)), tmp_path / "out")
     assert "\n" not in str(refused.value)
     assert not (tmp_path / "out/manifest.json").exists()
+
+
+def test_the_build_prints_one_line_of_rows_removed_per_benchmark(pubmedqa, tmp_path, capsys):
+    data_prep_main(["build", str(mixture(tmp_path, pubmedqa)), "--out", str(tmp_path / "out"), "--quiet"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("decontaminated")]
+    assert lines == ["decontaminated, rows removed per benchmark: medmcqa -, medqa_4options -, pubmedqa 3, "
+                     "mmlu_anatomy -, mmlu_clinical_knowledge -, mmlu_college_biology -, mmlu_college_medicine -, "
+                     "mmlu_medical_genetics -, mmlu_professional_medicine -"]
