@@ -1,11 +1,14 @@
-"""Files written whole or not at all, content hashes, row counts and safe YAML loading."""
+"""Files written whole or not at all, content hashes, row counts, compressed inputs and safe YAML loading."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import lzma
 import os
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,15 +32,51 @@ def sha256_tree(root: Path) -> str:
     return digest.hexdigest()
 
 
+COMPRESSED = {".xz": lzma.open, ".gz": gzip.open}  # compression suffix -> its opener (the stdlib's)
+# What reading a damaged or truncated compressed file raises (gzip.BadGzipFile is an OSError).
+DECOMPRESS_ERRORS = (lzma.LZMAError, gzip.BadGzipFile, EOFError, zlib.error)
+
+
+def plain_name(path: str | os.PathLike[str]) -> str:
+    """A file's name without its compression suffix: ``dev.json.xz`` -> ``dev.json``."""
+    name = Path(path).name
+    suffix = Path(name).suffix
+    return name.removesuffix(suffix) if suffix in COMPRESSED else name
+
+
+def format_suffix(path: str | os.PathLike[str]) -> str:
+    """A file's format suffix, its compression suffix set aside: ``dev.json.xz`` -> ``.json``."""
+    return Path(plain_name(path)).suffix
+
+
+def open_text(path: str | os.PathLike[str], encoding: str = "utf-8", errors: str = "strict",
+              newline: str | None = None) -> TextIO:
+    """A text file for reading, decompressed as it is read when it ends in ``.xz`` or ``.gz``.
+
+    A damaged compressed file raises one of ``DECOMPRESS_ERRORS`` as it is read.
+    """
+    opener = COMPRESSED.get(Path(path).suffix)
+    if opener is None:
+        return open(path, encoding=encoding, errors=errors, newline=newline)
+    return opener(path, "rt", encoding=encoding, errors=errors, newline=newline)
+
+
+def read_text(path: str | os.PathLike[str], encoding: str = "utf-8") -> str:
+    """A whole text file (``open_text``): compressed or plain."""
+    with open_text(path, encoding=encoding) as handle:
+        return handle.read()
+
+
 def count_rows(path: Path) -> int:
-    """Rows in a JSONL (non-blank lines), JSON (list length or object keys) or Parquet file."""
+    """Rows in a JSONL (non-blank lines), JSON (list length or object keys) or Parquet file; JSON and JSONL may be
+    compressed (``open_text``)."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(path).metadata.num_rows
-    if path.suffix == ".json":
-        return len(json.loads(path.read_text(encoding="utf-8")))
-    with open(path, encoding="utf-8") as handle:
+    if format_suffix(path) == ".json":
+        return len(json.loads(read_text(path)))
+    with open_text(path) as handle:
         return sum(1 for line in handle if line.strip())
 
 

@@ -4,7 +4,8 @@
     python -m data_prep decontaminate INPUT.jsonl --benchmarks DIR --out CLEAN.jsonl
     python -m data_prep build MIXTURE.yaml --out DIR [--tokenizer MODEL_DIR] [--workers N]
 
-INPUT is a .jsonl, .json or .parquet file, or hub:ORG/NAME@REVISION[:[CONFIG/]SPLIT].
+INPUT is a .jsonl, .json (either may end in .xz or .gz) or .parquet file, or hub:ORG/NAME@REVISION[:[CONFIG/]SPLIT];
+a source with its own reader takes its own format (medquad: the XML archive, a folder or a file).
 Bad input ends with one line naming the file, line or key (exit 2); --debug shows the traceback.
 Every command takes --quiet (no progress) and --verbose (third-party import noise too, common/quiet.py).
 """
@@ -46,6 +47,16 @@ def build_header(mixture_path: Path, mixture: dict, out: Path) -> list[str]:
     return lines
 
 
+def decontaminated_line(manifest: dict) -> str | None:
+    """One line: the rows each benchmark removed, all kinds together ("-" for a benchmark not checked)."""
+    counts = [record["decontaminated"] for record in manifest["kinds"].values() if "decontaminated" in record]
+    if not counts:
+        return None
+    removed = {task: None if counts[0][task] is None else sum(c[task] for c in counts) for task in counts[0]}
+    return "decontaminated, rows removed per benchmark: " + ", ".join(
+        f"{task} {'-' if n is None else n}" for task, n in removed.items())
+
+
 def run_build(args: argparse.Namespace) -> None:
     from data_prep.build import build, load_mixture  # dedup's MinHash and the tokenizer: not for --help
 
@@ -60,6 +71,7 @@ def run_build(args: argparse.Namespace) -> None:
                   "tokens: left out, see rejects.jsonl")
     if "benchmarks" in manifest:
         print(describe(manifest["benchmarks"]))
+        print(decontaminated_line(manifest))
     rejects = manifest["rejects"]
     print(f"left out: {rejects['rows']} rows {rejects['by_stage']} -> {args.out / 'rejects.jsonl'}")
     print(f"data build done in {progress.clock(time.monotonic() - start)}: {args.out / 'manifest.json'}; "

@@ -5,10 +5,13 @@
 Writes DIR/sft.jsonl, DIR/sft.validation.jsonl, DIR/dpo.jsonl, DIR/dpo.validation.jsonl,
 DIR/rejects.jsonl (every row left out, with its stage and reason) and, last, DIR/manifest.json, all into
 a staging folder first: a build that fails or is stopped leaves the previous build in DIR as it was.
-For every source: rows = kept + rejected + duplicate + over cap + contaminated. ``max_rows`` counts
-distinct rows: a source is capped after deduplication. Each source row is converted and measured once,
-in ``workers`` processes (default: this machine's cores; data_prep/rowpass.py); this process then decides,
-in input order, what stays. The outputs are the same bytes for any count.
+For every source: rows = kept + rejected + excluded + duplicate + over cap + contaminated + too long.
+``max_rows`` counts distinct rows: a source is capped after deduplication. An entry's ``exclude: FILE`` leaves
+out the rows whose key FILE lists (data_prep/exclude.py); its ``max_reject_rate`` replaces the mixture's.
+The manifest gives, per kind, the rows each of the nine benchmarks removed (``decontaminated``).
+Each source row is converted and measured once, in ``workers`` processes (default: this machine's cores;
+data_prep/rowpass.py); this process then decides, in input order, what stays. The outputs are the same bytes
+for any count.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from common.benchmarks import BENCHMARKS
 from common.files import (
     load_yaml,
     sha256_file,
@@ -32,6 +36,8 @@ from data_prep.convert import DEFAULT_MAX_REJECT_RATE, check_reject_rate
 from data_prep.coverage import coverage
 from data_prep.decontaminate import BenchmarkIndex, load_index
 from data_prep.dedup import NEAR_THRESHOLD, decide
+from data_prep.exclude import STAGE as EXCLUDED
+from data_prep.exclude import left_out_reason, load_keys, manifest_record
 from data_prep.mixture import check_mixture
 from data_prep.parallel import collector_paused, default_workers
 from data_prep.rowpass import Converted, convert_and_measure
@@ -41,7 +47,7 @@ from data_prep.tokens import choose, encode_missing, load_tokenizer, token_stats
 
 MIXTURE_KEYS = {"name", "version", "seed", "system_prompt", "validation_fraction", "max_reject_rate",
                 "near_duplicate_threshold", "decontaminate", "tokenizer", "sequence_len", "sft", "dpo"}
-ENTRY_KEYS = {"source", "inputs", "max_rows"}
+ENTRY_KEYS = {"source", "inputs", "max_rows", "max_reject_rate", "exclude"}
 DECONTAMINATE_KEYS = {"benchmarks", "ngram", "min_question_words", "max_item_frequency", "allow_partial"}
 KINDS = ("sft", "dpo")
 OUTPUTS = [f"{kind}{part}.jsonl" for kind in KINDS for part in ("", ".validation")] + ["rejects.jsonl"]
@@ -81,25 +87,39 @@ def removed(entry: dict[str, Any], kind: str, stage: str, reason: str, **extra: 
 
 
 def gather(kind: str, entries: list[dict[str, Any]], mixture: dict[str, Any], index: BenchmarkIndex | None,
-           tokenizer: Path | None, workers: int) -> tuple[Converted, list[dict]]:
-    """Convert every source of one kind (rowpass.convert_and_measure): the pass's result and per-source records."""
+           tokenizer: Path | None, workers: int, mixture_path: Path | str = "mixture"
+           ) -> tuple[Converted, list[dict]]:
+    """Convert every source of one kind (rowpass.convert_and_measure): the pass's result and per-source records.
+
+    An entry's ``exclude`` file must leave out at least one row: one that matches none names the wrong file.
+    """
     sources = load_sources()
-    inputs = []
+    inputs, exclude = [], {}
     for number, spec in enumerate(entries):
         module = sources[spec["source"]]
         if kind != module.KIND:
             raise SystemExit(f"{spec['source']} gives {module.KIND} rows; it cannot go under {kind}")
         inputs += [(spec["source"], str(path), number) for path in spec["inputs"]]
+        if spec.get("exclude") is not None:
+            exclude[number] = load_keys(Path(spec["exclude"]), f"{mixture_path}: {kind} entry {number + 1}")
     label = f"{kind}: convert, dedup, decontaminate" + (", token lengths" if tokenizer else "")
     converted = convert_and_measure(inputs, system_prompt(mixture), index, tokenizer, mixture.get("sequence_len"),
-                                    workers, label=label)
+                                    workers, label=label, exclude=exclude)
     records, at = [], 0
     for number, spec in enumerate(entries):
         mine = converted.inputs[at:at + len(spec["inputs"])]
         at += len(spec["inputs"])
-        check_reject_rate(spec["source"], mine, mixture.get("max_reject_rate", DEFAULT_MAX_REJECT_RATE),
-                          "the build stops")
-        records.append({"source": spec["source"], "entry": number, "inputs": mine})
+        rate = spec.get("max_reject_rate", mixture.get("max_reject_rate", DEFAULT_MAX_REJECT_RATE))
+        check_reject_rate(spec["source"], mine, rate, "the build stops")
+        record = {"source": spec["source"], "entry": number, "inputs": mine}
+        if number in exclude:
+            left = sum(i["excluded"] for i in mine)
+            if not left:
+                raise SystemExit(f"{mixture_path}: {kind} entry {number + 1}: exclude {spec['exclude']} matches no "
+                                 f"row of {', '.join(map(str, spec['inputs']))} (none of its {len(exclude[number])} "
+                                 "keys is a row key; only a JSON object keyed by id has keys)")
+            record["exclude"] = manifest_record(Path(spec["exclude"]), exclude[number], left)
+        records.append(record)
     return converted, records
 
 
@@ -179,8 +199,10 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None, wo
         if not mixture.get(kind):
             continue
         limit = mixture.get("sequence_len")
-        converted, sources = gather(kind, mixture[kind], mixture, index, tokenizer, workers)
+        converted, sources = gather(kind, mixture[kind], mixture, index, tokenizer, workers, mixture_path)
         left_out = [{"kind": kind, "stage": "convert", **r} for r in converted.rejects]
+        left_out += [{"kind": kind, "stage": EXCLUDED, "reason": left_out_reason(mixture[kind][r["entry"]]["exclude"]),
+                      **r} for r in converted.excluded]
         entries, duplicates = decide(converted.entries, converted.digests, converted.matrix,
                                      mixture.get("near_duplicate_threshold", NEAR_THRESHOLD))
         del converted
@@ -188,9 +210,11 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None, wo
         entries, over_cap = cap_after_dedup(kind, entries, list(zip(sources, mixture[kind], strict=True)),
                                             duplicates, mixture.get("seed", 0))
         left_out += over_cap
+        decontaminated = None
         if index is not None:
             left_out += [removed(e, kind, "decontaminate", f"overlaps {e['match'].task} item {e['match'].item_id}",
                                  overlap=e["match"].overlap) for e in entries if e["match"] is not None]
+            decontaminated = per_benchmark(index, [e["match"].task for e in entries if e["match"] is not None])
             entries = [e for e in entries if e["match"] is None]
         tokens = None
         if tokenizer is not None:
@@ -208,6 +232,8 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None, wo
             write_lines_atomic(out / name, [e["line"] for e in part])
             outputs[name] = {"sha256": sha256_file(out / name), "rows": len(part)}
         manifest["kinds"][kind] = {"sources": count_sources(sources, entries, left_out), "outputs": outputs}
+        if decontaminated is not None:
+            manifest["kinds"][kind]["decontaminated"] = decontaminated
         if tokens is not None:
             manifest["kinds"][kind]["tokens"] = tokens
         all_left_out += left_out
@@ -223,12 +249,18 @@ def build_files(mixture_path: Path, out: Path, tokenizer: Path | None = None, wo
     return manifest
 
 
+def per_benchmark(index: BenchmarkIndex, tasks: list[str]) -> dict[str, int | None]:
+    """Rows removed by each of the nine benchmarks, in the registry's order; None for one not checked."""
+    found = Counter(tasks)
+    return {task: found[task] if task in index.files else None for task in BENCHMARKS}
+
+
 def count_sources(sources: list[dict], kept: list[dict], left_out: list[dict]) -> list[dict]:
     """Per source entry: rows in, and where each went; the counts must add up."""
     kept_by_entry = Counter(e["origin"]["entry"] for e in kept)
     for record in sources:
         entry = record["entry"]
-        mine = [r for r in left_out if r.get("entry") == entry]  # after conversion: dedup, cap, decontaminate
+        mine = [r for r in left_out if r.get("entry") == entry]  # excluded, and after conversion: dedup, cap, ...
         record["rows"] = sum(i["rows"] for i in record["inputs"])
         record["kept"] = kept_by_entry[entry]
         record["left_out"] = dict(sorted(Counter(r["stage"] for r in mine).items()))

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from common.files import sha256_file, staged_outputs, write_json_atomic, write_jsonl_atomic
+from common.files import sha256_file, sha256_tree, staged_outputs, write_json_atomic, write_jsonl_atomic
 from common.progress import track
 from data_prep.readers import HUB_PREFIX, RawRow, read_rows
 from data_prep.rows import Reject
@@ -48,9 +48,13 @@ def convert_input(module: ModuleType, spec: str, system: str | None) -> tuple[li
 def read_input(module: ModuleType, spec: str, parse: bool = True) -> tuple[list[RawRow], dict[str, Any]]:
     """The rows of one input and the converter's file-level facts (``inspect``).
 
+    A converter with its own reader (``read``, for a format ``read_rows`` does not know) reads the input itself.
     ``parse=False`` leaves JSONL lines unparsed (``readers.parsed``) unless the converter inspects the file.
     """
-    raws = list(read_rows(spec, parse or hasattr(module, "inspect")))
+    if hasattr(module, "read"):
+        raws = list(module.read(spec))
+    else:
+        raws = list(read_rows(spec, parse or hasattr(module, "inspect")))
     try:
         facts = module.inspect([r.record for r in raws if r.error is None]) if hasattr(module, "inspect") else {}
     except SystemExit as err:
@@ -70,27 +74,42 @@ def convert_one(module: ModuleType, raw: RawRow, system: str | None, facts: dict
         return str(err)
 
 
-def describe_input(spec: str, rows: int, kept: int, rejects: list[dict[str, Any]], facts: dict[str, Any]
-                 ) -> dict[str, Any]:
-    """What the manifest says of one input: where, its hash, rows in = kept + rejected, reasons, facts."""
+def input_hash(spec: str) -> str | None:
+    """sha256 of a file, or over a folder's files (``common.files.sha256_tree``); None for a hub id."""
+    if spec.startswith(HUB_PREFIX):
+        return None
+    return sha256_tree(Path(spec)) if Path(spec).is_dir() else sha256_file(Path(spec))
+
+
+def describe_input(spec: str, rows: int, kept: int, rejects: list[dict[str, Any]], facts: dict[str, Any],
+                   excluded: int = 0) -> dict[str, Any]:
+    """What the manifest says of one input: where, its hash, rows in = kept + rejected + excluded, reasons, facts.
+
+    ``excluded``: rows a build left out by key before converting them (a mixture entry's ``exclude``).
+    """
     record = {
         "path": spec,
-        "sha256": None if spec.startswith(HUB_PREFIX) else sha256_file(Path(spec)),
+        "sha256": input_hash(spec),
         "rows": rows,
         "kept": kept,
         "rejected": len(rejects),
         "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items())),
+        "excluded": excluded,
         "facts": facts,
     }
-    assert record["rows"] == record["kept"] + record["rejected"], record
+    assert record["rows"] == record["kept"] + record["rejected"] + record["excluded"], record
     return record
 
 
 def check_reject_rate(source: str, records: list[dict[str, Any]], max_reject_rate: float, outcome: str) -> None:
-    """Stop, naming each input and its commonest reason, when an input lost more than ``max_reject_rate``."""
-    too_many = [r for r in records if r["rows"] and r["rejected"] / r["rows"] > max_reject_rate]
+    """Stop, naming each input and its commonest reason, when an input lost more than ``max_reject_rate``.
+
+    Rows excluded by key were never converted: the rate is of the rows converted.
+    """
+    too_many = [r for r in records if r["rows"] - r["excluded"]
+                and r["rejected"] / (r["rows"] - r["excluded"]) > max_reject_rate]
     if too_many:
-        lines = [f"{r['path']}: {r['rejected']} of {r['rows']} rows rejected, most for "
+        lines = [f"{r['path']}: {r['rejected']} of {r['rows'] - r['excluded']} rows rejected, most for "
                  f"{max(r['rejected_by_reason'], key=r['rejected_by_reason'].get)!r}" for r in too_many]
         raise SystemExit(f"{source}: more than {max_reject_rate:.0%} of rows rejected (is it the right "
                          f"converter?); {outcome}\n" + "\n".join(lines))

@@ -71,7 +71,8 @@ def check_number(value: Any, where: str, allowed: Range) -> None:
 
 
 def check_entry(entry: Any, kind: str, where: str, sources: dict[str, Any]) -> None:
-    """One ``sft:``/``dpo:`` entry: a known source of this kind, a list of inputs, an optional row cap."""
+    """One ``sft:``/``dpo:`` entry: a known source of this kind, a list of inputs, an optional row cap, reject
+    rate and exclude file."""
     if not isinstance(entry, dict):
         raise SystemExit(f"{where} is {kind_of(entry)}; expected a mapping with source and inputs")
     if "source" not in entry:
@@ -89,6 +90,11 @@ def check_entry(entry: Any, kind: str, where: str, sources: dict[str, Any]) -> N
                          "as inputs: [a.jsonl, b.json]")
     if entry.get("max_rows") is not None:
         check_number(entry["max_rows"], f"{where}: max_rows", MAX_ROWS)
+    if "max_reject_rate" in entry:
+        check_number(entry["max_reject_rate"], f"{where}: max_reject_rate", NUMBERS["max_reject_rate"])
+    if "exclude" in entry and not (isinstance(entry["exclude"], str) and entry["exclude"]):
+        raise SystemExit(f"{where}: exclude is {kind_of(entry['exclude'])}; expected a JSON file of row keys, "
+                         "as exclude: test_ids.json")
 
 
 def check_mixture(mixture: Any, path: Path, sources: dict[str, Any]) -> None:

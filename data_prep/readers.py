@@ -1,8 +1,10 @@
 """Read source rows from JSONL, JSON, Parquet, or a hub dataset at a pinned revision.
 
-Each row comes with where it was found (``line 12``, ``index 3``, ``key 21645374``) so a
-rejected row can be traced to its place. A JSONL line that is not JSON, not UTF-8, holds a lone
-surrogate or is nested too deeply is a row with an error, not a crash. A UTF-8 BOM is skipped.
+JSONL and JSON files may be compressed (``dev.json.xz``, ``test.jsonl.gz``): they are read as they are
+decompressed (``common.files.open_text``), and a damaged file stops with one line. Each row comes with
+where it was found (``line 12``, ``index 3``, ``key 21645374``) so a rejected row can be traced to its place.
+A JSONL line that is not JSON, not UTF-8, holds a lone surrogate or is nested too deeply is a row with an
+error, not a crash. A UTF-8 BOM is skipped.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from common.files import COMPRESSED, DECOMPRESS_ERRORS, format_suffix, open_text
 
 HUB_PREFIX = "hub:"
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a JSON \uD800-\uDFFF escape: half of a pair, or alone
@@ -61,12 +66,21 @@ def read_hub(spec: str) -> Iterator[RawRow]:
         yield RawRow(spec, f"index {index}", record)
 
 
+@contextmanager
+def decompressing(path: Path) -> Iterator[None]:
+    """A damaged or truncated compressed file as one line naming it, not a traceback."""
+    try:
+        yield
+    except DECOMPRESS_ERRORS as err:
+        raise SystemExit(f"{path}: cannot decompress ({type(err).__name__}: {err})") from None
+
+
 def read_jsonl(path: Path, parse: bool = True) -> Iterator[RawRow]:
-    """Rows of a JSONL file; blank lines are skipped, malformed lines are rows with an error.
+    """Rows of a JSONL file (plain or compressed); blank lines are skipped, malformed lines are rows with an error.
 
     ``parse=False`` leaves each line to be parsed later (``parsed``), in a worker process for instance.
     """
-    with open(path, encoding="utf-8-sig", errors="surrogateescape") as handle:
+    with decompressing(path), open_text(path, encoding="utf-8-sig", errors="surrogateescape") as handle:
         for number, line in enumerate(handle, start=1):
             if line.strip():
                 yield parse_line(str(path), f"line {number}", line) if parse else \
@@ -75,7 +89,7 @@ def read_jsonl(path: Path, parse: bool = True) -> Iterator[RawRow]:
 
 def count_jsonl_rows(path: Path) -> int:
     """How many rows ``read_jsonl`` gives for ``path`` (its non-blank lines), without parsing them."""
-    with open(path, encoding="utf-8-sig", errors="surrogateescape") as handle:
+    with decompressing(path), open_text(path, encoding="utf-8-sig", errors="surrogateescape") as handle:
         return sum(1 for line in handle if line.strip())
 
 
@@ -113,7 +127,8 @@ def read_json(path: Path) -> Iterator[RawRow]:
     A ``.json`` file holding one object per line (MedMCQA's original release) is read as JSONL.
     """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with decompressing(path), open_text(path, encoding="utf-8-sig") as handle:
+            text = handle.read()
         data = json.loads(text)
     except RecursionError:
         raise SystemExit(f"{path}: JSON nested too deeply to read") from None
@@ -148,9 +163,10 @@ def read_parquet(path: Path) -> Iterator[RawRow]:
 
 
 def read_rows(spec: str, parse: bool = True) -> Iterator[RawRow]:
-    """Rows of one input: a local file by its suffix, or ``hub:ORG/NAME@REVISION[:[CONFIG/]SPLIT]``.
+    """Rows of one input: a local file by its format suffix, or ``hub:ORG/NAME@REVISION[:[CONFIG/]SPLIT]``.
 
     ``parse=False``: JSONL lines are left unparsed (``parsed``); other formats are parsed as they are read.
+    A ``.xz`` or ``.gz`` suffix after ``.jsonl`` or ``.json`` is decompressed as the file is read.
     """
     if spec.startswith(HUB_PREFIX):
         return read_hub(spec)
@@ -158,6 +174,10 @@ def read_rows(spec: str, parse: bool = True) -> Iterator[RawRow]:
     if not path.is_file():
         raise SystemExit(f"{spec}: no such file")
     readers = {".jsonl": read_jsonl, ".json": read_json, ".parquet": read_parquet}
-    if path.suffix not in readers:
-        raise SystemExit(f"{spec}: unknown file type {path.suffix!r}; expected .jsonl, .json or .parquet")
-    return read_jsonl(path, parse) if path.suffix == ".jsonl" else readers[path.suffix](path)
+    suffix = format_suffix(path)
+    if suffix not in readers:
+        raise SystemExit(f"{spec}: unknown file type {suffix!r}; expected .jsonl, .json or .parquet "
+                         f"(the first two may end in {' or '.join(COMPRESSED)})")
+    if suffix == ".parquet" and path.suffix != suffix:
+        raise SystemExit(f"{spec}: a compressed Parquet file; Parquet compresses its own columns, give the .parquet")
+    return read_jsonl(path, parse) if suffix == ".jsonl" else readers[suffix](path)

@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from common.files import format_suffix
 from data_prep.convert import convert_one, describe_input, read_input, reject_record
 from data_prep.decontaminate import DEFAULT_THRESHOLD, BenchmarkIndex, Match
 from data_prep.dedup import NUM_PERM, features
+from data_prep.exclude import row_key
 from data_prep.parallel import SHARED, map_chunks
 from data_prep.readers import HUB_PREFIX, RawRow, count_jsonl_rows, parsed, read_rows
 from data_prep.sources import load_sources
@@ -38,31 +40,41 @@ class Converted:
 
     entries: list[dict[str, Any]] = field(default_factory=list)  # {"line", "origin", "match", "measured"}
     rejects: list[dict[str, Any]] = field(default_factory=list)  # convert-stage rejects (convert.reject_record)
+    excluded: list[dict[str, Any]] = field(default_factory=list)  # rows left out by key, never converted
     inputs: list[dict[str, Any]] = field(default_factory=list)  # convert.describe_input of each input
     digests: list[bytes] = field(default_factory=list)  # of each entry's normalised text (dedup)
     matrix: np.ndarray | None = None  # each entry's prompt signature, (entries, NUM_PERM)
 
 
 def convert_and_measure(inputs: list[tuple[str, str, int]], system: str | None, index: BenchmarkIndex | None,
-                        tokenizer: Path | None, sequence_len: int | None, workers: int, label: str | None = None
-                        ) -> Converted:
+                        tokenizer: Path | None, sequence_len: int | None, workers: int, label: str | None = None,
+                        exclude: dict[int, set[str]] | None = None) -> Converted:
     """Convert every (source name, input, mixture entry) and measure each kept row, in ``workers`` processes.
 
     An entry's ``origin`` is the source, file, row position and mixture entry; ``match`` is its benchmark
     overlap or None; ``measured`` is ``tokens.measure_rows``'s (bytes, hash, tokens or None) when a tokenizer is
     given, with the tokens of the rows sampled from all the converted ones (``tokens.wanted``).
+    ``exclude`` maps a mixture entry to the row keys it leaves out (``data_prep.exclude``): those rows are not
+    converted; they come back in ``excluded`` with their origin and source row.
     """
+    exclude = exclude or {}
     sources = load_sources()
     streams: list[Iterable[RawRow]] = []
     facts: list[tuple[str, dict[str, Any]]] = []
+    excluded: list[list[dict[str, Any]]] = [[] for _ in inputs]
     count = 0
-    for name, spec, _ in inputs:
+    for number, (name, spec, entry) in enumerate(inputs):
         module = sources[name]
-        if spec.endswith(".jsonl") and not spec.startswith(HUB_PREFIX) and not hasattr(module, "inspect"):
+        if (format_suffix(spec) == ".jsonl" and not spec.startswith(HUB_PREFIX)
+                and not hasattr(module, "inspect") and not hasattr(module, "read")):
             streams.append(read_rows(spec, parse=False))  # read as the workers take the rows
             found, rows = {}, count_jsonl_rows(Path(spec))
-        else:  # read whole first: the converter inspects the file, or the format is parsed as it is read
+        else:  # read whole first: the converter inspects the file or reads it, or the format is parsed as read
             raws, found = read_input(module, spec, parse=False)
+            if keys := exclude.get(entry):  # only rows read whole have a key (rows of a JSON object keyed by id)
+                excluded[number] = [{"source": name, "file": r.file, "where": r.where, "entry": entry, "raw": r.record}
+                                    for r in raws if row_key(r) in keys]
+                raws = [r for r in raws if row_key(r) not in keys]
             streams.append(raws)
             rows = len(raws)
         facts.append((name, found))
@@ -103,9 +115,11 @@ def convert_and_measure(inputs: list[tuple[str, str, int]], system: str | None, 
             at += 1
     out.matrix = out.matrix[:len(out.entries)]
     for number, (_, spec, _) in enumerate(inputs):
-        out.inputs.append(describe_input(spec, kept[number] + len(rejects[number]), kept[number], rejects[number],
-                                         facts[number][1]))
+        rows = kept[number] + len(rejects[number]) + len(excluded[number])
+        out.inputs.append(describe_input(spec, rows, kept[number], rejects[number], facts[number][1],
+                                         len(excluded[number])))
         out.rejects += rejects[number]
+        out.excluded += excluded[number]
     return out
 
 

@@ -16,7 +16,8 @@ sha256 in each manifest pins the content meanwhile. Datasets, as lm-eval 0.4.11'
                   the official 500 with the shipped test_ground_truth.json (eval/benchmarks/data/, MIT)
 Offline, RAW_DIR (searched recursively) holds the files under their published names: dev.json
 (MedMCQA), phrases_no_exclude_test.jsonl (MedQA US 4_options), ori_pqal.json (PubMedQA; the shipped
-ground truth picks the test split) and <subject>_test.csv (MMLU ``data/test/``).
+ground truth picks the test split) and <subject>_test.csv (MMLU ``data/test/``); each may also be
+compressed under its published name plus ``.xz`` or ``.gz`` (``dev.json.xz``, as data/published/eval ships them).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.files import COMPRESSED
 from eval.benchmarks import MMLU_SUBJECTS, BenchmarkError
 
 PUBMEDQA_GROUND_TRUTH = Path(__file__).resolve().parent / "benchmarks/data/pubmedqa_test_ground_truth.json"
@@ -83,17 +85,24 @@ def hub_inputs(task: str) -> tuple[list[str], dict[str, Any]]:
     return inputs, record
 
 
+def find_named(folder: Path, name: str) -> Path | None:
+    """The one file under ``folder`` named ``name``, or ``name`` plus a compression suffix; None when absent."""
+    matches = sorted(path for candidate in (name, *(name + suffix for suffix in COMPRESSED))
+                     for path in folder.rglob(candidate) if path.is_file())
+    if len(matches) > 1:
+        raise BenchmarkError(f"{folder}: {len(matches)} files named {name} ({', '.join(map(str, matches))}); "
+                             "keep one")
+    return matches[0] if matches else None
+
+
 def find_raw(folder: Path, task: str) -> list[str] | None:
-    """The raw files for ``task`` under ``folder``, by their published names; None when absent."""
+    """The raw files for ``task`` under ``folder``, by their published names (compressed or not); None when absent."""
     found = []
     for name in RAW_FILES[task]:
-        matches = sorted(folder.rglob(name))
-        if len(matches) > 1:
-            raise BenchmarkError(f"{folder}: {len(matches)} files named {name} ({', '.join(map(str, matches))}); "
-                                 "keep one")
-        if not matches:
+        match = find_named(folder, name)
+        if match is None:
             return None
-        found.append(str(matches[0]))
+        found.append(str(match))
     if task == "pubmedqa":
         given = sorted(folder.rglob("test_ground_truth.json"))
         found.append(str(given[0]) if given else str(PUBMEDQA_GROUND_TRUTH))

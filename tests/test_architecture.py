@@ -130,7 +130,7 @@ def test_the_cycle_finder_finds_a_cycle_and_only_a_cycle(graph, expected):
 
 # One name, one meaning. These names are shared on purpose: each module of a registry implements the same role
 # (a source's ``convert``, a benchmark schema's ``load`` and ``item``, a command's ``main``, ``parse_args``, ``run``).
-PROTOCOL_NAMES = {"main", "parse_args", "run", "convert", "load", "item", "prompt_turns"}
+PROTOCOL_NAMES = {"main", "parse_args", "run", "convert", "load", "item", "prompt_turns", "read"}
 
 
 def test_no_two_public_functions_share_a_name_outside_the_registries_protocols():

@@ -20,7 +20,7 @@ ALPACA = load_sources()["alpaca"]
 
 def test_every_source_named_in_the_contract_is_registered():
     contract = {"medmcqa", "medqa", "pubmedqa", "alpaca", "sharegpt", "messages",
-                "pref-pairs", "pref-messages", "pref-ranked", "pref-outputs"}
+                "pref-pairs", "pref-messages", "pref-ranked", "pref-outputs", "medquad", "hh-rlhf"}
     sources = load_sources()
     assert set(sources) >= {"alpaca"}
     assert set(sources) <= contract

@@ -7,6 +7,11 @@ A converter module defines:
     convert(record, system, **facts) -> row    raises rows.Reject with the reason
 and optionally
     inspect(records) -> facts                  file-level facts (e.g. MedMCQA's answer index base)
+    read(spec) -> Iterator[RawRow]             its own reader, for a format data_prep.readers does not know
+                                               (MedQuAD's XML): convert.read_input and rowpass use it instead
+                                               of readers.read_rows. One RawRow per source row, with its file
+                                               and place; a part that cannot be read is a RawRow with an error,
+                                               not an exception (only an unreadable input stops, in one line).
 
 Adding a source is adding one module here and one fixture in data_prep/samples/.
 """

@@ -2,7 +2,8 @@
 
     python -m eval prepare mmlu_anatomy data/mmlu/test/anatomy_test.csv --out data/benchmarks
 
-- CSV (the original ``data/test/<subject>_test.csv``): no header; question, A, B, C, D, answer letter;
+- CSV (the original ``data/test/<subject>_test.csv``, or it compressed, ``.csv.xz``/``.csv.gz``): no header;
+  question, A, B, C, D, answer letter;
 - hub copy (cais/mmlu, what upstream lm-eval reads): ``question``, ``subject``, ``choices`` [4], ``answer`` (0-3).
   A file of several subjects (the ``all`` config) is filtered to the task's subject; the rows of
   other subjects are counted in the manifest.
@@ -19,7 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from data_prep.readers import HUB_PREFIX, RawRow, read_rows
+from common.files import format_suffix, open_text, plain_name
+from data_prep.readers import HUB_PREFIX, RawRow, decompressing, read_rows
 from data_prep.rows import Reject
 from eval.benchmarks._common import LETTERS, BenchmarkError, Loaded, content_id, convert_rows, mcq_row, unique_ids
 
@@ -31,7 +33,7 @@ CSV_FIELDS = 6
 
 def read_csv(path: Path) -> Iterator[RawRow]:
     """Rows of a header-less MMLU CSV as records; a row without six fields is a row with an error."""
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with decompressing(path), open_text(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
         start = 1
         for fields in reader:
@@ -46,7 +48,7 @@ def read_csv(path: Path) -> Iterator[RawRow]:
 
 def check_csv_name(path: Path, subject: str) -> None:
     """Refuse ``<other subject>_test.csv`` or ``<subject>_dev.csv`` for this task."""
-    match = CSV_NAME.fullmatch(path.name)
+    match = CSV_NAME.fullmatch(plain_name(path))
     if match and (match["subject"] != subject or match["split"] != "test"):
         raise BenchmarkError(f"{path}: this is MMLU {match['subject']} {match['split']}, but the task is "
                              f"mmlu_{subject} on the test split")
@@ -79,7 +81,7 @@ def load(inputs: list[str], task: Any) -> Loaded:
 
     convert.left_out_reason = "another MMLU subject"  # type: ignore[attr-defined]
     for spec in inputs:
-        if not spec.startswith(HUB_PREFIX) and Path(spec).suffix == ".csv":
+        if not spec.startswith(HUB_PREFIX) and format_suffix(spec) == ".csv":
             path = Path(spec)
             if not path.is_file():
                 raise BenchmarkError(f"{spec}: no such file")

@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from common.files import DECOMPRESS_ERRORS, format_suffix, read_text
 from data_prep.readers import HUB_PREFIX, read_rows
 from data_prep.rows import Reject
 from eval.benchmarks._common import BenchmarkError, Loaded, content_id, convert_rows, text_value, unique_ids
@@ -33,11 +34,11 @@ LEFT_OUT = "not in the official test split (test_ground_truth.json)"
 
 def ground_truth(spec: str) -> dict[str, str] | None:
     """The PMID -> label map when ``spec`` is a ground-truth file (a JSON object of labels), else None."""
-    if spec.startswith(HUB_PREFIX) or Path(spec).suffix != ".json" or not Path(spec).is_file():
+    if spec.startswith(HUB_PREFIX) or format_suffix(spec) != ".json" or not Path(spec).is_file():
         return None
     try:
-        data = json.loads(Path(spec).read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        data = json.loads(read_text(spec, encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, *DECOMPRESS_ERRORS):
         return None  # the row reader reports it
     if not (isinstance(data, dict) and data and all(isinstance(v, str) for v in data.values())):
         return None
