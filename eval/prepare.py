@@ -146,8 +146,9 @@ def prepare_all(out: Path, raw: Path | None = None, allow_partial: bool = False)
                 raise BenchmarkError(f"{task}: could not read {fetch.HUB[task].dataset} from the hub "
                                      f"({type(err).__name__}: {err}); check the network and HF_TOKEN, "
                                      "or pass --from RAW_DIR") from err
-        out_record = manifests[task]["output"]
-        print(f"{task}: {out_record['rows']} rows -> {out_record['path']}", flush=True)
+    counts = ", ".join(f"{task} {m['output']['rows']}" for task, m in manifests.items())
+    print(f"prepared {len(manifests)} test sets, {sum(m['output']['rows'] for m in manifests.values()):,} items "
+          f"-> {out}/: {counts}", flush=True)
     if missing:
         print(f"not prepared (no raw files): {', '.join(missing)}")
     return manifests

@@ -342,12 +342,13 @@ def eval_header(args: argparse.Namespace, model: str, run: Path | None, benchmar
             "prepared" if not sample or all(t["n"] == t["of"] for t in sample["tasks"].values()) else
             f"a seeded sample stratified by answer, of {sum(t['of'] for t in sample['tasks'].values())}; --full: all")
     total = sum(int(str(v).split("/")[0]) for v in rows.values())
+    sampled = total != sum(int(str(v).split("/")[-1]) for v in rows.values())  # the footer gives each task's n
     limit = f", at most {args.limit:g} per task" if args.limit is not None else ""
     listing = [part.replace("\xa0", " ")  # a task and its count stay on one line
                for part in textwrap.wrap(", ".join(f"{n}\xa0{k}" for n, k in rows.items()), width=104)]
     return [f"eval of {what}",
             f"  benchmarks  {how_many(len(rows), 'task')}, {how_many(total, 'item')} ({kind}) in "
-            f"{shown_path(benchmarks)}/", *(f"              {part}" for part in listing),
+            f"{shown_path(benchmarks)}/", *(f"              {part}" for part in listing if not sampled),
             f"  settings    {args.backend} on {args.device or 'its default device'}, zero-shot, batch size "
             f"{args.batch_size}{', chat template' if args.chat_template else ''}{limit}",
             f"  results     {shown_path(out)}/ (lm-eval's own output: {shown_path(log)})"]

@@ -15,6 +15,7 @@ from typing import Any
 from common.files import sha256_file, write_jsonl_atomic
 from eval.baseline import base_of, describe, lookup, remember
 from eval.paired import (
+    ALPHA,
     Outcome,
     Paired,
     always_same,
@@ -123,4 +124,9 @@ def overall_words(found: dict[str, Any]) -> str:
     low, high = paired.difference_interval
     return (f"all tasks, {paired.n} items: run {100 * paired.b_acc:.1f}%, base {100 * paired.a_acc:.1f}%, "
             f"Δ {points(paired.difference)} [{points(low)}, {points(high)}] points: "
-            f"{verdict.upper() if paired.b_only < paired.a_only else verdict}")
+            f"{shout(verdict) if paired.b_only < paired.a_only and paired.p_value < ALPHA else verdict}")
+
+
+def shout(verdict: str) -> str:
+    """``BELOW its base (...)``: a significant loss against the base, plainly."""
+    return verdict.replace("below", "BELOW", 1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_RECIPES = Path("recipes/smollm2-135m/v1")  # what make sft, make dpo and the SLURM chain run by default
+DEFAULT_RECIPES = Path("recipes/smollm2-135m/v2")  # what make sft, make dpo and the SLURM chain run by default
 
 
 @dataclass(frozen=True)

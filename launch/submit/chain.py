@@ -1,7 +1,7 @@
 """Submit the pipeline to SLURM as dependent jobs: data, sft, merge, dpo, merge, eval (each --dependency=afterok).
 
     python -m launch chain --slurm launch/clusters/h100-8x.yaml [--nodes 2] [--gpus-per-node 8 | --cpu-procs P]
-        [--sft RECIPE] [--dpo RECIPE] [--mixture data_prep/mixtures/default-v1.yaml | --no-data] [--dry-run]
+        [--sft RECIPE] [--dpo RECIPE] [--mixture data_prep/mixtures/default-v2.yaml | --no-data] [--dry-run]
 
 Run folders are made at submission, so the DPO run already names its SFT parent. A stage that fails
 records its reason in its run's manifest; SLURM then cancels every later job (--kill-on-invalid-dep),
@@ -11,6 +11,7 @@ so nothing downstream runs. ``runs/chain-<time>/chain.json`` lists the jobs.
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from launch.submit import slurm
 from launch.submit.submission import Submission, submit_stage
 
 DEFAULT = DEFAULT_RECIPES
+# The data job: the nine test sets first (the mixture decontaminates against them), from the shipped files.
+DATA_COMMAND = ("python -m eval prepare --all --from data/published/eval --out data/benchmarks && "
+                "exec python -m data_prep build {mixture} --out {out}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--slurm", type=Path, required=True, metavar="CLUSTER.yaml")
     p.add_argument("--sft", type=Path, default=DEFAULT / "sft.yaml")
     p.add_argument("--dpo", type=Path, default=DEFAULT / "dpo.yaml")
-    p.add_argument("--mixture", type=Path, default=Path("data_prep/mixtures/default-v1.yaml"))
-    p.add_argument("--data-out", type=Path, default=Path("data/build/default-v1"))
+    p.add_argument("--mixture", type=Path, default=Path("data_prep/mixtures/default-v2.yaml"))
+    p.add_argument("--data-out", type=Path, default=Path("data/build/default-v2"))
     p.add_argument("--no-data", action="store_true", help="skip the data job (the data is built already)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"))
     p.add_argument("--nodes", type=positive_int, default=1)
@@ -55,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if not args.no_data:
         job = slurm.Job(title=f"data: build {args.mixture}", job_name=f"data-{stamp}",
-                        command=["python", "-m", "data_prep", "build", str(args.mixture), "--out", str(args.data_out)],
+                        command=["sh", "-c", DATA_COMMAND.format(mixture=shlex.quote(str(args.mixture)),
+                                                                 out=shlex.quote(str(args.data_out)))],
                         topology=topology(1, None, None), log_path=chain_dir / "slurm-data-%j.out",
                         stop_file=chain_dir / ".stop", root=Path.cwd())
         if not args.dry_run:
