@@ -21,7 +21,7 @@ from common import progress, quiet
 from common.errors import one_line_errors, split_debug
 
 COMMANDS = {"prepare": "eval.prepare", "run": "eval.run", "generate-check": "eval.generation_check",
-            "report": "eval.report", "baseline": "eval.baseline"}
+            "report": "eval.report", "baseline": "eval.commit_baseline"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,7 @@ SEED = 0
 SIZES = {"medmcqa": 200, "medqa_4options": 100, "pubmedqa": 100, "mmlu_anatomy": 50, "mmlu_clinical_knowledge": 50,
          "mmlu_college_biology": 50, "mmlu_college_medicine": 50, "mmlu_medical_genetics": 50,
          "mmlu_professional_medicine": 50}
-MANIFEST = "sample.json"
+SAMPLE_FILE = "sample.json"
 
 
 def rank(seed: int, item_id: str) -> str:
@@ -58,7 +58,7 @@ def stratified(rows: list[dict[str, Any]], size: int, seed: int = SEED) -> list[
     return [row for row in rows if str(row["id"]) in taken]
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
+def read_prepared(path: Path) -> list[dict[str, Any]]:
     """A prepared ``<task>.jsonl``."""
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
@@ -71,10 +71,10 @@ def write_sample(benchmarks: Path, names: list[str], out: Path, sizes: dict[str,
     record: dict[str, Any] = {"seed": seed, "stratified_by": "gold answer", "tasks": {}}
     for name in names:
         source = benchmarks / f"{name}.jsonl"
-        rows = read_rows(source)
+        rows = read_prepared(source)
         chosen = stratified(rows, sizes.get(name, len(rows)), seed)
         write_jsonl_atomic(out / f"{name}.jsonl", chosen)
         record["tasks"][name] = {"n": len(chosen), "of": len(rows), "source": str(source.resolve()),
                                  "source_sha256": sha256_file(source)}
-    write_json_atomic(out / MANIFEST, record)
+    write_json_atomic(out / SAMPLE_FILE, record)
     return record

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from common.files import sha256_file, write_jsonl_atomic
-from eval.baseline import base_of, describe, lookup, remember
+from eval.baseline import base_of, base_record, lookup, remember
 from eval.paired import (
     ALPHA,
     Outcome,
@@ -26,7 +26,7 @@ from eval.paired import (
     pair,
     write_outcomes,
 )
-from eval.sample import read_rows
+from eval.sample import read_prepared
 
 # (model to load, task names, folder of <task>.jsonl to score) -> lm-eval's per-sample logs by task name
 Scorer = Callable[[str, list[str], Path], dict[str, list[dict[str, Any]]]]
@@ -56,7 +56,7 @@ def versus_base(run: Path, out: Path, names: list[str], items: Path, full_files:
         folder = out / "base" / "to_score"
         for name, ids in missing.items():
             write_jsonl_atomic(folder / f"{name}.jsonl",
-                               [row for row in read_rows(items / f"{name}.jsonl") if str(row["id"]) in ids])
+                               [row for row in read_prepared(items / f"{name}.jsonl") if str(row["id"]) in ids])
         for name, samples in score(base.load, list(missing), folder).items():
             new = {str(s["doc"]["id"]): outcome_of(s) for s in samples}
             remember(base, name, hashes[name], new)
@@ -65,7 +65,7 @@ def versus_base(run: Path, out: Path, names: list[str], items: Path, full_files:
     tasks = {}
     for name in names:
         write_outcomes(out / "base" / f"{name}.jsonl", known[name])
-        golds = [int(row["answer"]) for row in read_rows(full_files[name])]
+        golds = [int(row["answer"]) for row in read_prepared(full_files[name])]
         answer, share = always_same(ran[name])
         paired = pair(known[name], ran[name])
         tasks[name] = {"n": paired.n, "base_correct": paired.a_correct, "run_correct": paired.b_correct,
@@ -73,7 +73,7 @@ def versus_base(run: Path, out: Path, names: list[str], items: Path, full_files:
                        "always_same": {"answer": answer, "share": share},
                        "most_given": {who: dict(zip(("answer", "share"), commonest_prediction(found), strict=True))
                                       for who, found in (("base", known[name]), ("run", ran[name]))}}
-    return {"base": describe(base, where), "tasks": tasks}
+    return {"base": base_record(base, where), "tasks": tasks}
 
 
 def paired_of(entry: dict[str, Any]) -> Paired:

@@ -41,7 +41,7 @@ def test_all_from_a_raw_folder_finds_every_file_by_name(tmp_path, capsys):
         assert json.loads((tmp_path / f"out/{task}.manifest.json").read_text()) == manifest
     assert manifests["medqa_4options"]["inputs"][0]["path"].endswith("US/4_options/phrases_no_exclude_test.jsonl")
     assert manifests["pubmedqa"]["facts"]["ground_truth"] == str(raw / "pubmedqa/data/test_ground_truth.json")
-    assert "mmlu_anatomy: " in capsys.readouterr().out
+    assert "mmlu_anatomy 5" in capsys.readouterr().out  # one line: each task and its item count
 
 
 def test_all_from_a_folder_missing_a_file_names_it_and_writes_nothing(tmp_path):

@@ -18,7 +18,7 @@ from helpers import ROOT
 from eval.benchmarks import TASKS
 from eval.paired import Outcome, always_same, floor, mcnemar_exact, pair, wilson
 from eval.prepare import prepare
-from eval.sample import SIZES, read_rows, shares, stratified, write_sample
+from eval.sample import SIZES, read_prepared, shares, stratified, write_sample
 
 PUBMEDQA = [str(ROOT / "data/published/eval/pubmedqa/ori_pqal.json.xz"),
             str(ROOT / "eval/benchmarks/data/pubmedqa_test_ground_truth.json")]
@@ -33,7 +33,7 @@ def pubmedqa(tmp_path_factory) -> Path:
 
 
 def test_the_sample_keeps_each_answers_share_and_the_files_order(pubmedqa):
-    rows = read_rows(pubmedqa / "pubmedqa.jsonl")
+    rows = read_prepared(pubmedqa / "pubmedqa.jsonl")
     assert Counter(r["final_decision"] for r in rows) == {"yes": 276, "no": 169, "maybe": 55}
     chosen = stratified(rows, 100)
     assert len(chosen) == 100
@@ -44,7 +44,7 @@ def test_the_sample_keeps_each_answers_share_and_the_files_order(pubmedqa):
 
 
 def test_the_sample_is_fixed_by_its_seed_and_a_larger_one_contains_a_smaller(pubmedqa):
-    rows = read_rows(pubmedqa / "pubmedqa.jsonl")
+    rows = read_prepared(pubmedqa / "pubmedqa.jsonl")
     shuffled = random.Random(3).sample(rows, len(rows))
     ids = {r["id"] for r in stratified(rows, 100)}
     assert {r["id"] for r in stratified(shuffled, 100)} == ids  # the file's order does not pick the items
@@ -69,7 +69,7 @@ def test_write_sample_records_what_it_took_from_which_file(pubmedqa, tmp_path):
     record = write_sample(pubmedqa, ["pubmedqa"], tmp_path / "items")
     entry = record["tasks"]["pubmedqa"]
     assert (entry["n"], entry["of"]) == (SIZES["pubmedqa"], 500)
-    assert len(read_rows(tmp_path / "items/pubmedqa.jsonl")) == SIZES["pubmedqa"]
+    assert len(read_prepared(tmp_path / "items/pubmedqa.jsonl")) == SIZES["pubmedqa"]
     assert (tmp_path / "items/sample.json").is_file()
 
 
@@ -116,7 +116,7 @@ def test_pairing_refuses_items_whose_gold_answers_differ():
 
 
 def test_floors_are_pubmedqas_majority_and_one_in_four(pubmedqa):
-    golds = [r["answer"] for r in read_rows(pubmedqa / "pubmedqa.jsonl")]
+    golds = [r["answer"] for r in read_prepared(pubmedqa / "pubmedqa.jsonl")]
     assert floor("pubmedqa", golds) == pytest.approx(0.552)
     assert floor("medqa_4options", [0, 1, 2, 3]) == 0.25
     assert always_same({"a": Outcome(2, 0), "b": Outcome(2, 2), "c": Outcome(1, 0)}) == (2, pytest.approx(2 / 3))

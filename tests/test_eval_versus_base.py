@@ -106,13 +106,13 @@ def test_the_second_eval_reads_the_base_from_the_cache_and_scores_it_no_more(run
 
 
 def test_committed_outcomes_are_found_by_model_and_test_set_hash(tmp_path, monkeypatch):
-    """docs/baseline/<name>/manifest.json: full test-set outcomes keyed by the model's tree hash and the set's."""
+    """docs/baseline/<name>/baseline.json: full test-set outcomes keyed by the model's tree hash and the set's."""
     monkeypatch.setattr(baseline, "COMMITTED", tmp_path / "baseline")
     monkeypatch.setenv("OPENBIOLLM_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "baseline/tiny"
     outcomes = {"a": Outcome(0, 0), "b": Outcome(1, 2), "c": Outcome(3, 3)}
     write_outcomes(folder / "items/pubmedqa.jsonl", outcomes)
-    (folder / "manifest.json").write_text(json.dumps({"model": {"key": "K"}, "tasks": {"pubmedqa": {
+    (folder / "baseline.json").write_text(json.dumps({"model": {"key": "K"}, "tasks": {"pubmedqa": {
         "benchmark_sha256": "S", "items": "items/pubmedqa.jsonl"}}}))
     base = baseline.BaseModel("models/tiny", "K", "tiny")
     assert baseline.lookup(base, "pubmedqa", "S", ["a", "c"]) == ({"a": outcomes["a"], "c": outcomes["c"]},
@@ -126,7 +126,7 @@ def test_committed_outcomes_are_found_by_model_and_test_set_hash(tmp_path, monke
 
 def test_the_committed_baseline_names_the_shipped_test_sets_and_the_embedded_model():
     """What `make eval` reads on a fresh clone: every task's outcomes, for the prepared files' hashes."""
-    manifests = sorted(baseline.COMMITTED.glob("*/manifest.json"))
+    manifests = sorted(baseline.COMMITTED.glob("*/baseline.json"))
     assert manifests, "docs/baseline/ holds no committed base-model scores"
     record = json.loads(manifests[0].read_text())
     assert record["model"]["key"] and list(record["tasks"]) == list(TASKS)

@@ -46,11 +46,11 @@ def test_a_changed_released_recipe_fails_the_lock(tmp_path):
 
 def test_an_unreleased_recipe_is_told_how_to_release(tmp_path):
     shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
-    draft = tmp_path / "recipes/smollm2-135m/v2/sft.yaml"
+    draft = tmp_path / "recipes/smollm2-135m/v99/sft.yaml"
     draft.parent.mkdir()
     shutil.copy(ROOT / "recipes/smollm2-135m/v1/sft.yaml", draft)
     (problem,) = lock_problems(draft, yaml.safe_load(draft.read_text()), tmp_path)
-    assert "recipes/smollm2-135m/v2/sft.yaml is not in recipes/LOCK" in problem and "sha256sum" in problem
+    assert "recipes/smollm2-135m/v99/sft.yaml is not in recipes/LOCK" in problem and "sha256sum" in problem
 
 
 def test_lock_names_no_file_that_is_gone():
