@@ -50,6 +50,15 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def source_inputs(built: dict[str, Any], file_name: str) -> list[dict[str, Any]]:
+    """The published files a data build made ``file_name`` (``sft.jsonl``, ``dpo.validation.jsonl``) from:
+    source, path, sha256, rows read and kept after conversion (data_prep/build.py's manifest)."""
+    kind = (built.get("kinds") or {}).get(file_name.split(".")[0]) or {}
+    return [{"source": source.get("source"), "path": item.get("path"), "sha256": item.get("sha256"),
+             "rows": item.get("rows"), "kept": item.get("kept")}
+            for source in kind.get("sources") or [] for item in source.get("inputs") or []]
+
+
 def dataset_records(config: dict[str, Any], root: Path) -> list[dict[str, Any]]:
     """Each dataset the config names: local files with sha256 and row count, hub ids with their revision."""
     records = []
@@ -61,9 +70,10 @@ def dataset_records(config: dict[str, Any], root: Path) -> list[dict[str, Any]]:
                 record.update(sha256=sha256_file(path), rows=count_rows(path))
                 built_by = path.parent / DATA_MANIFEST  # a data_prep build folder records how the file was made
                 if built_by.is_file():
+                    built = json.loads(built_by.read_text())
                     record["data_manifest"] = {"path": str(Path(ds["path"]).parent / DATA_MANIFEST),
-                                               "sha256": sha256_file(built_by),
-                                               "mixture": json.loads(built_by.read_text()).get("mixture")}
+                                               "sha256": sha256_file(built_by), "mixture": built.get("mixture"),
+                                               "inputs": source_inputs(built, path.name)}
             elif path.is_dir():
                 record.update(sha256_tree=sha256_tree(path))
             else:
