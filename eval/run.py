@@ -202,6 +202,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if not pipeline_check and args.full != []:
         items = out / "items"
         sample = write_sample(benchmarks, names, items, {t: n for t, n in SIZES.items() if t not in (args.full or [])})
+        if all(t["n"] == t["of"] for t in sample["tasks"].values()):  # nothing left out: score the prepared files
+            items = benchmarks
     tasks_dir = render_tasks(items, out / "tasks", names)
     limit = None if args.limit is None else int(args.limit) if args.limit >= 1 else args.limit
     log = (run or out) / LOG

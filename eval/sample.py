@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from common.errors import InputError
 from common.files import sha256_file, write_json_atomic, write_jsonl_atomic
 
 SEED = 0
@@ -59,22 +61,40 @@ def stratified(rows: list[dict[str, Any]], size: int, seed: int = SEED) -> list[
 
 
 def read_prepared(path: Path) -> list[dict[str, Any]]:
-    """A prepared ``<task>.jsonl``."""
+    """A prepared ``<task>.jsonl``; InputError naming the line that is not a JSON row."""
+    rows = []
     with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise InputError(f"{path}, line {number}: not a prepared row ({err.msg}); prepare it again "
+                                     "(make benchmarks)") from None
+    return rows
+
+
+def count_prepared(path: Path) -> int:
+    """Rows in a prepared ``<task>.jsonl`` (its non-blank lines), without parsing them."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return sum(1 for line in handle if line.strip())
 
 
 def write_sample(benchmarks: Path, names: list[str], out: Path, sizes: dict[str, int] | None = None,
                  seed: int = SEED) -> dict[str, Any]:
     """Sample each task's prepared file into ``out/<task>.jsonl``; write and return ``out/sample.json``."""
     sizes = SIZES if sizes is None else sizes
+    out.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"seed": seed, "stratified_by": "gold answer", "tasks": {}}
     for name in names:
         source = benchmarks / f"{name}.jsonl"
-        rows = read_prepared(source)
-        chosen = stratified(rows, sizes.get(name, len(rows)), seed)
-        write_jsonl_atomic(out / f"{name}.jsonl", chosen)
-        record["tasks"][name] = {"n": len(chosen), "of": len(rows), "source": str(source.resolve()),
+        count = count_prepared(source)
+        if count <= sizes.get(name, count):  # taken whole, as prepared (lm-eval reads and checks it)
+            shutil.copyfile(source, out / f"{name}.jsonl")
+            taken = count
+        else:
+            taken = write_jsonl_atomic(out / f"{name}.jsonl", stratified(read_prepared(source), sizes[name], seed))
+        record["tasks"][name] = {"n": taken, "of": count, "source": str(source.resolve()),
                                  "source_sha256": sha256_file(source)}
     write_json_atomic(out / SAMPLE_FILE, record)
     return record

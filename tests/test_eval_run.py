@@ -57,7 +57,7 @@ def test_summary_has_every_prepared_item_and_the_leaderboard_settings(nine_task_
     assert summary["pipeline_check"] is False
     assert summary["benchmarks"] == str(benchmarks.resolve())
     assert summary["settings"] == {"backend": "hf", "chat_template": False, "dtype": "auto", "batch_size": "8",
-                                   "limit": None, "num_fewshot": 0}
+                                   "limit": None, "num_fewshot": 0, "full": None}
 
 
 @pytest.mark.slow
