@@ -14,6 +14,8 @@
 #   make sft VERBOSE=1            stream the trainer's own output too (it is always in runs/<id>/logs/)
 #   make check-models             compare base_model_configs/ with the hub at the pinned revisions (online, HF_TOKEN)
 #   make gpu-wheels               the wheels bench/gpu_check.py needs on a bare GPU machine -> .whl/ (docs/gpu-check.md)
+#   make mini-repro [CPU=1]       one GPU: SFT + DPO on all of default-v2, paired with the base (docs/mini-reproduction.md)
+#   make mini-repro-pack          its payload for a bare GPU machine, in parts the device tool carries -> mini-repro-pack/
 #   make sft RECIPE=recipes/<model>/v<N>/sft.yaml   any other recipe
 #   make help                     this list
 
@@ -173,3 +175,14 @@ gpu-wheels: $(STAMP)
 
 clean:
 	rm -rf runs
+
+# The mini reproduction (bench/mini_repro.py, docs/mini-reproduction.md): on one H100/H200 with the pinned set, every
+# step in about 9 minutes; CPU=1 runs the same steps on a slice (what tests/test_mini_repro.py runs).
+.PHONY: mini-repro mini-repro-pack
+mini-repro: $(STAMP)
+	$(PY) bench/mini_repro.py --out runs/mini-repro $(if $(CPU),--cpu)
+
+# The wheels without the GPU check's 64 MiB limit (the pack splits them, with the base model's GGUF, into parts).
+mini-repro-pack: $(STAMP)
+	$(PY) bench/gpu_wheels.py --dest .whl --budget-mib 1024
+	$(PY) bench/mini_repro.py --pack mini-repro-pack

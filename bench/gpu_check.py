@@ -55,6 +55,8 @@ class StepTimeout(Exception):
 class Check:
     """Runs the steps, keeps their results, and rewrites results.json and results.md after each."""
 
+    TITLE = "GPU check"  # results.md's heading (bench/mini_repro.py runs its own steps under another)
+
     def __init__(self, out: Path, cpu: bool, budget: float, work: Path | None = None):
         self.out, self.cpu, self.work = out, cpu, work or out / "work"
         self.work.mkdir(parents=True, exist_ok=True)
@@ -115,13 +117,18 @@ class Check:
         self.results["ended_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_json_atomic(self.out / "results.json", self.results)
         with atomic_writer(self.out / "results.md") as handle:
-            handle.write(markdown(self.results))
+            handle.write(self.render())
         with atomic_writer(self.out / "logs.txt") as handle:  # each step's log tail, for a step that failed
             for log in [*sorted(self.work.glob("*.log")), *sorted(self.work.glob("throughput/*.log"))]:
                 lines = log.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL:]
                 handle.write(f"==> {log.name} (last {len(lines)} lines)\n" + "\n".join(lines) + "\n")
         print(f"[{name}] {entry['status']}" + (f" ({entry.get('reason') or entry.get('error')})"
                                                if entry.get("reason") or entry.get("error") else ""), flush=True)
+
+
+    def render(self) -> str:
+        """results.md: the steps' table and the substitutions (a subclass may add its own sections)."""
+        return markdown(self.results, self.TITLE)
 
 
 def on_alarm(signum: int, frame: Any) -> None:
@@ -135,9 +142,9 @@ def short(value: Any) -> str:
     return re.sub(r"\s+", " ", str(value))
 
 
-def markdown(results: dict[str, Any]) -> str:
+def markdown(results: dict[str, Any], title: str = Check.TITLE) -> str:
     """The results as a markdown table: one row per step, then the substitutions."""
-    lines = [f"# GPU check ({results['mode']}), {results['started_at']}", "",
+    lines = [f"# {title} ({results['mode']}), {results['started_at']}", "",
              "| step | status | seconds | limit s | checks failed | figures |", "| --- | --- | --- | --- | --- | --- |"]
     for name, entry in results["steps"].items():
         failed = [k for k, ok in entry.get("checks", {}).items() if not ok]
@@ -152,22 +159,38 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "gpu-check"),
-                        help="results.json, results.md and the work folder (default: $OUT, else gpu-check/)")
-    parser.add_argument("--cpu", action="store_true", help="tiny shapes on CPU: a pipeline check")
-    parser.add_argument("--budget", type=float, help=f"overall seconds (default {GPU_BUDGET_S} on GPU, "
-                                                     f"{CPU_BUDGET_S} with --cpu)")
-    parser.add_argument("--work", type=Path, help="models, run folders and logs (default: OUT/work)")
-    parser.add_argument("--steps", nargs="+", choices=[s[0] for s in STEPS], help="a subset, in order")
-    args = parser.parse_args(argv)
-    check = Check(args.out.resolve(), args.cpu, args.budget or (CPU_BUDGET_S if args.cpu else GPU_BUDGET_S),
-                  args.work.resolve() if args.work else None)
-    for name, gpu_limit, cpu_limit in STEPS:
+def arguments(parser: argparse.ArgumentParser, default_out: str, steps: list[tuple[str, int, int]],
+              gpu_budget: float, cpu_budget: float) -> argparse.ArgumentParser:
+    """--out, --cpu, --budget, --work and --steps: the options of a one-command run of steps (this check,
+    bench/mini_repro.py)."""
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or default_out),
+                        help=f"results.json, results.md, logs.txt (default: $OUT, else {default_out}/)")
+    parser.add_argument("--cpu", action="store_true", help="the same steps, small, on CPU: a pipeline check")
+    parser.add_argument("--budget", type=float, help=f"overall seconds (default {gpu_budget} on GPU, "
+                                                     f"{cpu_budget} with --cpu)")
+    parser.add_argument("--work", type=Path, help="models, data, run folders and logs (default: OUT/work)")
+    parser.add_argument("--steps", nargs="+", choices=[s[0] for s in steps],
+                        help="a subset, in order (e.g. again on the same warm machine)")
+    return parser
+
+
+def run_steps(kind: type[Check], args: argparse.Namespace, steps: list[tuple[str, int, int]], module: Any,
+              gpu_budget: float, cpu_budget: float) -> Check:
+    """Each step of ``steps`` (name, GPU limit, CPU limit) that ``args`` ask for, ``module.<name>`` under its
+    limit; prints the tables and returns the run."""
+    check = kind(args.out.resolve(), args.cpu, args.budget or (cpu_budget if args.cpu else gpu_budget),
+                 args.work.resolve() if args.work else None)
+    for name, gpu_limit, cpu_limit in steps:
         if args.steps is None or name in args.steps:
-            check.step(name, cpu_limit if args.cpu else gpu_limit, getattr(steps, name))
-    print(markdown(check.results))
+            check.step(name, cpu_limit if args.cpu else gpu_limit, getattr(module, name))
+    print(check.render())
+    return check
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]), "gpu-check", STEPS,
+                       GPU_BUDGET_S, CPU_BUDGET_S)
+    check = run_steps(Check, parser.parse_args(argv), STEPS, steps, GPU_BUDGET_S, CPU_BUDGET_S)
     print(f"results: {check.out / 'results.json'}")
     return 0 if all(e["status"] in ("passed", "skipped") for e in check.results["steps"].values()) else 1
 

@@ -235,18 +235,22 @@ def train(check, entry: dict[str, Any], stage: str, model: str, extra: list[str]
     """``python -m launch STAGE`` on the model's newest recipe, with the check's overrides; returns the run."""
     path = recipe(model, stage)
     config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    values = overrides(check, config, stage)
-    data = SFT_DATA if stage == "sft" else DPO_DATA
-    run_id = f"check-{stage}"
+    values = {"datasets.0.path": str(SFT_DATA if stage == "sft" else DPO_DATA), **overrides(check, config, stage)}
+    return launch_stage(check, entry, stage, path, f"check-{stage}", extra + set_args(values),
+                        (CPU_MODEL if check.cpu else GPU_MODEL).layers)
+
+
+def launch_stage(check, entry: dict[str, Any], stage: str, path: Path, run_id: str, args: list[str],
+                 layers: int) -> Path:
+    """``python -m launch STAGE RECIPE ARGS`` into ``check.work/runs/RUN_ID``: the run's checks (as
+    tests/test_train_e2e.py wants a run folder), its first and last loss; returns the run folder."""
     command = [sys.executable, "-m", "launch", stage, str(path.relative_to(ROOT)), "--runs-dir",
-               str(check.work / "runs"), "--run-id", run_id, *set_args({"datasets.0.path": str(data)}), *extra,
-               *set_args(values)]
+               str(check.work / "runs"), "--run-id", run_id, *args]
     entry["recipe"] = str(path.relative_to(ROOT))
     entry["command"] = command[1:]
     code = check.run(command, check.work / f"{stage}.log")
     entry["exit_code"] = code
     run_dir = check.work / "runs" / run_id
-    layers = (CPU_MODEL if check.cpu else GPU_MODEL).layers
     entry["checks"] = run_checks(run_dir, stage, layers) if (run_dir / MANIFEST).is_file() else \
         {f"{stage}_run_folder": False}
     record = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
@@ -271,7 +275,11 @@ def dpo(check, entry: dict[str, Any]) -> None:
     if not (parent / "merged").is_dir():
         entry["checks"] = {"sft_merged_model": False}
         return
-    run_dir = train(check, entry, "dpo", "openbiollm-8b", ["--parent", str(parent)])
+    dpo_checks(entry, train(check, entry, "dpo", "openbiollm-8b", ["--parent", str(parent)]), parent)
+
+
+def dpo_checks(entry: dict[str, Any], run_dir: Path, parent: Path) -> None:
+    """A DPO run's parent is the SFT run and its base that run's merged model; TRL's reward margin was logged."""
     record = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
     entry["checks"]["dpo_parent_is_sft_run"] = (record.get("parent") or {}).get("run_id") == parent.name and \
         record.get("config", {}).get("base_model") == str(parent / "merged")

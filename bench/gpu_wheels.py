@@ -131,25 +131,25 @@ def tree_bytes() -> int:
     return sum((ROOT / name.decode()).stat().st_size for name in listed if name and (ROOT / name.decode()).is_file())
 
 
-def hidden_modules() -> list[str]:
-    """Top-level modules of the packages installed here that neither the GPU machine nor the wheels provide."""
+def hidden_modules(wheels: list[str] = WHEELS) -> list[str]:
+    """Top-level modules of the packages installed here that neither the GPU machine nor ``wheels`` provide."""
     import importlib.metadata
 
-    allowed = {normal(n) for n in TARGET | set(WHEELS)}
+    allowed = {normal(n) for n in TARGET | set(wheels)}
     ours = {"common", "launch", "eval", "data_prep", "bench", "tests"} | LOCAL_ONLY
     return sorted(module for module, dists in importlib.metadata.packages_distributions().items()
                   if module not in ours and not module.startswith("__editable__")
                   and not any(normal(d) in allowed for d in dists))
 
 
-def write_simulation(folder: Path) -> Path:
+def write_simulation(folder: Path, wheels: list[str] = WHEELS) -> Path:
     """A sitecustomize.py that hides every module ``hidden_modules`` names: with the folder on PYTHONPATH, this
-    environment imports only what the GPU machine plus the wheels would have (names, not versions)."""
+    environment imports only what the GPU machine plus ``wheels`` would have (names, not versions)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "sitecustomize.py").write_text(
         '"""Written by bench/gpu_wheels.py: hides packages the GPU machine and .whl/ do not have."""\n'
         "import sys\nfrom importlib.machinery import PathFinder\n\n"
-        f"HIDDEN = {set(hidden_modules())!r}\n\n\n"
+        f"HIDDEN = {set(hidden_modules(wheels))!r}\n\n\n"
         "class HidingPathFinder(PathFinder):\n"
         "    @classmethod\n"
         "    def find_spec(cls, name, path=None, target=None):\n"
