@@ -32,6 +32,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import lm_eval.models  # noqa: F401  (upstream's models first: get_model fills an empty registry only)
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import lzma
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -336,3 +338,11 @@ def test_the_llama_cpp_backend_takes_only_a_gguf(tiny_llama3, capsys):
     line = refused_in_one_line(eval_main, capsys, "run", "--model", str(tiny_llama3), "--backend", "llama-cpp",
                                "--out", "x")
     assert "--backend llama-cpp scores a .gguf file" in line
+
+
+def test_registering_llama_cpp_leaves_lm_evals_own_models_found():
+    """In a fresh process, ours imported first: lm-eval fills its registry only when it is empty."""
+    code = ("import eval.llama_cpp_lm\nfrom lm_eval.api.registry import get_model\n"
+            "print(get_model('llama-cpp').__name__, get_model('hf').__name__)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.split() == ["LlamaCppLM", "HFLM"], done.stderr[-2000:]
