@@ -59,7 +59,15 @@ def release_eval_dir(path: Path, quant: str) -> Path | None:
     return Path(runs[-1]["path"]) / "eval" / "gguf" / quant if runs and runs[-1].get("path") else None
 
 
+def cores() -> int:
+    """The CPU cores this process may run on: llama.cpp's threads unless told."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def import_llama_cpp() -> Any:
+    """The binding; its OpenMP threads wait passively (``OMP_WAIT_POLICY``, unless set): on 2 cores shared with
+    another job, spinning threads made llama.cpp 7 times slower (41 against 282 tokens/s, 2026-12-06)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # read once, when llama.cpp's libgomp loads
     try:
         import llama_cpp
     except ImportError:
@@ -81,9 +89,10 @@ class GGUFTokenizer:
         self.chat_template = llm.metadata.get("tokenizer.chat_template")
         self.eos_token_id = llm.token_eos() if llm.token_eos() >= 0 else None
         bos = llm.token_bos()
+        self.bos_token_id = bos if bos >= 0 else None
         self.bos_token = self.tokens[bos] if bos >= 0 else ""
         self.eos_token = self.tokens[self.eos_token_id] if self.eos_token_id is not None else ""
-        self.pad_token_id = None
+        self.pad_token, self.pad_token_id = None, None  # what lm-eval records of a tokenizer (results' config)
 
     def get_vocab(self) -> dict[str, int]:
         return dict(self.ids)
@@ -97,15 +106,17 @@ class GGUFTokenizer:
     def decode(self, ids: list[int], skip_special_tokens: bool = False, **_: Any) -> str:
         return self.llm.detokenize(list(ids), special=not skip_special_tokens).decode("utf-8", "replace")
 
-    def render(self, messages: list[dict[str, str]]) -> str:
-        """The prompt: the file's chat template over ``messages``, as transformers renders it."""
+    def render(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The prompt: the file's chat template over ``messages``, as transformers renders it (without
+        ``add_generation_prompt``, the last message is continued, as lm-eval asks for a prefilled answer)."""
         from transformers.utils.chat_template_utils import render_jinja_template
 
         if not self.chat_template:
             raise InputError(f"{self.name_or_path}: the GGUF carries no chat template (tokenizer.chat_template)")
         rendered, _ = render_jinja_template(conversations=[messages], chat_template=self.chat_template,
-                                            add_generation_prompt=True, bos_token=self.bos_token,
-                                            eos_token=self.eos_token)
+                                            add_generation_prompt=add_generation_prompt,
+                                            continue_final_message=not add_generation_prompt,
+                                            bos_token=self.bos_token, eos_token=self.eos_token)
         return rendered[0]
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
@@ -117,12 +128,15 @@ class GGUFModel:
 
     is_gguf = True
 
-    def __init__(self, path: Path, context: int | None = None) -> None:
+    def __init__(self, path: Path, context: int | None = None, threads: int | None = None,
+                 gpu_layers: int = 0) -> None:
         check_gguf_file(path)
         llama_cpp = import_llama_cpp()
+        threads = threads or cores()
         try:
             self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=context or MAX_CONTEXT, n_batch=512,
-                                       n_threads=os.cpu_count() or 1, verbose=False)
+                                       n_threads=threads, n_threads_batch=threads, n_gpu_layers=gpu_layers,
+                                       verbose=False)
         except ValueError as err:  # the binding's word for a file llama.cpp could not load
             raise InputError(f"{path}: llama.cpp could not load it ({err}); a truncated or foreign file?") from None
         atexit.register(self.llm.close)  # before interpreter teardown, where the binding's __del__ fails

@@ -38,6 +38,8 @@ from eval.published import (
 ROOT = PUBLISHED.parents[1]
 CHART_ROWS = ("OpenBioLLM-70B", "OpenBioLLM-8B", "GPT-4")
 Z95 = 1.96
+SCORERS = {"llama-cpp": "by llama.cpp itself, in-process (lm-eval backend llama-cpp)",
+           "hf": "by lm-eval's hf backend on their dequantized weights"}  # summary.settings.backend -> words
 PIPELINE_NOTE = ("**Pipeline check, not a benchmark.** {runs} scored the small bundled fixture items, not the "
                  "benchmarks' test sets: the numbers show the pipeline runs end to end and say nothing about the "
                  "model. Do not compare them with the published rows.")
@@ -185,10 +187,10 @@ def quant_lines(merged: ScoredRun, quants: dict[str, ScoredRun]) -> list[str]:
              "| --- " * (len(tasks) + 8) + "|", row(f"**{merged.name}** merged (safetensors)", merged, merged_size)]
     lines += [row(f"{quant} GGUF", run, gguf_size(run)) for quant, run in quants.items()]
     pipeline = [name for name, run in [("merged", merged), *quants.items()] if run.summary.get("pipeline_check")]
-    notes = ["Accuracy (%) ± the 95% interval, zero-shot; Δ Avg: points against merged over the same tasks; GGUFs "
-             "scored by lm-eval's hf backend on their dequantized weights; paired Δ: the GGUF against merged on the "
-             "same items, all tasks pooled, with McNemar's exact test on the items only one of them got right; stop "
-             "rate from the generation check (llama.cpp for the GGUFs)."]
+    notes = ["Accuracy (%) ± the 95% interval, zero-shot; Δ Avg: points against merged over the same tasks; "
+             f"{scorer_words(quants)}; paired Δ: the GGUF against merged on the same items, all tasks pooled, "
+             "with McNemar's exact test on the items only one of them got right; stop rate from the generation "
+             "check (llama.cpp for the GGUFs)."]
     if pipeline:
         notes.append(f"PIPELINE CHECK ({', '.join(pipeline)}): bundled fixture items, not the test sets.")
     return [*lines, "", *notes]
@@ -269,6 +271,18 @@ def quant_paired(merged: ScoredRun, run: ScoredRun) -> Paired | None:
                 continue  # no shared items
             total = found if total is None else total + found
     return total
+
+
+def scorer_words(quants: dict[str, ScoredRun]) -> str:
+    """How the GGUFs were scored, read from each results.json's ``summary.settings.backend``."""
+    by: dict[str, list[str]] = {}
+    for quant, run in quants.items():
+        backend = (run.summary.get("settings") or {}).get("backend")
+        words = SCORERS.get(backend, f"by lm-eval's {backend} backend" if backend else "by an unrecorded backend")
+        by.setdefault(words, []).append(quant)
+    if len(by) == 1:
+        return f"GGUFs scored {next(iter(by))}"
+    return "GGUFs scored: " + "; ".join(f"{', '.join(names)} {words}" for words, names in by.items())
 
 
 def quant_brief(merged: ScoredRun, quant: str, run: ScoredRun) -> str:

@@ -1,13 +1,15 @@
 """Evaluate a model zero-shot on the prepared benchmarks with lm-evaluation-harness.
 
-    python -m eval run [--model PATH_OR_RUN] [--adapter PATH] [--tasks TASK...] [--backend hf|vllm]
+    python -m eval run [--model PATH_OR_RUN] [--adapter PATH] [--tasks TASK...] [--backend llama-cpp|hf|vllm]
                        [--limit N] [--chat-template] [--benchmarks DIR] [--out DIR] [--batch-size N] [--dtype D]
 
 ``--model runs/<id>`` evaluates that run's ``merged/`` model and writes to ``runs/<id>/eval/``;
 without ``--model``, the latest successful run (DPO over SFT). Another model path needs ``--out``.
-``--model X.gguf``: transformers reads the GGUF dequantized (the quantization error stays in the weights) with
-the hf backend; a release's ``gguf/<name>-<QUANT>.gguf`` writes to its run's ``eval/gguf/<QUANT>/``, with the
-release's tokenizer.
+``--model X.gguf`` is scored by llama.cpp itself, in-process (``--backend llama-cpp``, the default for a GGUF:
+eval/llama_cpp_lm.py), so the figures are those of the numerics users run; ``--backend hf`` instead has
+transformers read it dequantized (``gguf_file=``; the quantization error stays in the weights, the arithmetic is
+torch's). A release's ``gguf/<name>-<QUANT>.gguf`` writes to its run's ``eval/gguf/<QUANT>/``, its vocabulary
+checked against the release's tokenizer.
 Benchmarks are the ``<task>.jsonl`` files under ``--benchmarks`` (default ``data/benchmarks/``, which ``make
 benchmarks`` prepares from the shipped test sets). By default a fixed, seeded sample of each, stratified by gold answer
 (eval/sample.py: 700 of the 7,045 items), is scored; ``--full`` scores every item (``--full pubmedqa``: that task
@@ -43,6 +45,7 @@ from typing import Any, TextIO
 
 from common import quiet
 from common.capture import output_to_log
+from common.errors import InputError
 from common.files import atomic_writer, sha256_file, write_json_atomic
 from common.host import hardware
 from common.progress import StepLine, clock
@@ -62,6 +65,8 @@ from eval.sample import SIZES, write_sample
 from eval.versus_base import overall_words, task_words, versus_base
 
 DEFAULT_BENCHMARKS = Path("data/benchmarks")
+BACKENDS = ("hf", "vllm", "llama-cpp")
+GGUF_READERS = {"llama-cpp": "scored by llama.cpp", "hf": "dequantized by transformers", "vllm": "vllm"}
 CPU_BATCH_SIZE = 8
 LOG = Path("logs/eval.log")  # under the run folder, else under the output folder
 PIPELINE_CHECK_BANNER = (
@@ -114,27 +119,34 @@ def gguf_of(args: argparse.Namespace) -> Path | None:
 
 
 def gguf_model_args(args: argparse.Namespace, gguf: Path) -> dict[str, Any]:
-    """lm-eval's hf model_args for a GGUF: its folder and file, and the release's tokenizer when beside it."""
-    if args.backend != "hf" or args.adapter:
-        raise SystemExit(f"--model {gguf}: a GGUF is evaluated with --backend hf and no --adapter")
-    found = {"pretrained": str(gguf.resolve().parent), "gguf_file": gguf.name, "dtype": args.dtype}
+    """lm-eval's model_args for a GGUF: llama-cpp's file; hf's folder and file, and the release's tokenizer."""
+    if args.backend == "vllm" or args.adapter:
+        raise SystemExit(f"--model {gguf}: a GGUF is evaluated with --backend llama-cpp (or hf) and no --adapter")
+    found = ({"pretrained": str(gguf.resolve())} if args.backend == "llama-cpp" else
+             {"pretrained": str(gguf.resolve().parent), "gguf_file": gguf.name, "dtype": args.dtype})
     release = gguf.resolve().parent.parent
     if gguf.resolve().parent.name == "gguf" and (release / "tokenizer.json").is_file():
-        check_same_vocabulary(gguf, release)
-        found["tokenizer"] = str(release)
+        tokenizer = same_vocabulary(gguf, release)
+        if args.backend == "hf":
+            found["tokenizer"] = str(release)
+        else:  # BOS as the release's tokenizer adds it, whatever the converter read (HFLM's rule)
+            found["add_bos_token"] = tokenizer.bos_token_id is not None and \
+                tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]
     return {**found, **dict(kv.split("=", 1) for kv in args.model_args)}
 
 
-def check_same_vocabulary(gguf: Path, release: Path) -> None:
-    """Refuse a GGUF whose vocabulary is not the release tokenizer's (a file from another model)."""
+def same_vocabulary(gguf: Path, release: Path) -> Any:
+    """The release's tokenizer; refused unless the GGUF's vocabulary is as long (else a file from another model)."""
     from gguf import GGUFReader
     from transformers import AutoTokenizer
 
+    tokenizer = AutoTokenizer.from_pretrained(release)
     field = GGUFReader(gguf, "r").fields.get("tokenizer.ggml.tokens")
-    count, expected = (len(field.data) if field is not None else 0), len(AutoTokenizer.from_pretrained(release))
+    count, expected = (len(field.data) if field is not None else 0), len(tokenizer)
     if count != expected:
         raise SystemExit(f"--model {gguf}: {count} tokens, the release's tokenizer ({release}) has {expected}: "
                          "a GGUF from another model")
+    return tokenizer
 
 
 def model_args(args: argparse.Namespace, model: str) -> dict[str, Any]:
@@ -213,8 +225,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         results = run_lm_eval(args, margs, names, tasks_dir, limit, terminal)
     secrets = secret_values()
     write_samples(out / "samples", samples_by_task(results.pop("samples"), names), secrets)
-    settings = {"backend": args.backend, "chat_template": args.chat_template, "dtype": args.dtype,
-                "batch_size": args.batch_size, "limit": limit, "num_fewshot": 0,
+    llama = args.backend == "llama-cpp"  # the file's own tensor types; llama.cpp decodes a context at a time
+    settings = {"backend": args.backend, "chat_template": args.chat_template, "dtype": None if llama else args.dtype,
+                "batch_size": None if llama else args.batch_size, "limit": limit, "num_fewshot": 0,
                 "full": args.full if args.full is None else args.full or list(names)}
     results = json_safe(results, secrets)
     results["summary"] = summarize(results, names, model=model, run_id=run.name if run else None,
@@ -257,6 +270,9 @@ def run_lm_eval(args: argparse.Namespace, margs: dict[str, Any], names: list[str
         import lm_eval
         from lm_eval.api.registry import get_model
         from lm_eval.tasks import TaskManager
+
+        if args.backend == "llama-cpp":
+            import eval.llama_cpp_lm  # noqa: F401  (registers the llama-cpp model with lm-eval)
 
         lm = get_model(args.backend).create_from_arg_obj(margs, {"batch_size": args.batch_size,
                                                                  "device": args.device})
@@ -338,8 +354,12 @@ def eval_header(args: argparse.Namespace, model: str, run: Path | None, benchmar
     if sample:  # the items scored: n of the set's rows
         rows = {name: (f"{t['n']}/{t['of']}" if t["n"] != t["of"] else t["n"])
                 for name, t in sample["tasks"].items()}
+    gguf = model.lower().endswith(".gguf")
     what = (f"{shown_path(run)}/ (its merged model)" if run else
-            f"{shown_path(Path(model))} (dequantized by transformers)" if model.lower().endswith(".gguf") else model)
+            f"{shown_path(Path(model))} ({GGUF_READERS[args.backend]})" if gguf else model)
+    where = (f"llama.cpp in-process, {threads_of(args)} threads" if args.backend == "llama-cpp" else
+             f"{args.backend} on {args.device or 'its default device'}")
+    batch = "" if args.backend == "llama-cpp" else f", batch size {args.batch_size}"
     kind = ("bundled fixtures, a PIPELINE CHECK" if pipeline_check else
             "prepared" if not sample or all(t["n"] == t["of"] for t in sample["tasks"].values()) else
             f"a seeded sample stratified by answer, of {sum(t['of'] for t in sample['tasks'].values())}; --full: all")
@@ -351,9 +371,15 @@ def eval_header(args: argparse.Namespace, model: str, run: Path | None, benchmar
     return [f"eval of {what}",
             f"  benchmarks  {how_many(len(rows), 'task')}, {how_many(total, 'item')} ({kind}) in "
             f"{shown_path(benchmarks)}/", *(f"              {part}" for part in listing if not sampled),
-            f"  settings    {args.backend} on {args.device or 'its default device'}, zero-shot, batch size "
-            f"{args.batch_size}{', chat template' if args.chat_template else ''}{limit}",
+            f"  settings    {where}, zero-shot{batch}{', chat template' if args.chat_template else ''}{limit}",
             f"  results     {shown_path(out)}/ (lm-eval's own output: {shown_path(log)})"]
+
+
+def threads_of(args: argparse.Namespace) -> str:
+    """llama.cpp's threads: ``--model-args n_threads=N``, else this machine's cores."""
+    from eval.gguf_model import cores
+
+    return dict(kv.split("=", 1) for kv in args.model_args).get("n_threads") or str(cores())
 
 
 def how_many(count: int, noun: str) -> str:
@@ -391,8 +417,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--adapter", type=Path, help="a LoRA adapter folder applied on top of --model")
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), metavar="TASK",
                         help="a subset of the nine (default: every prepared one)")
-    parser.add_argument("--backend", choices=("hf", "vllm"), default="hf",
-                        help="hf (default; CPU or GPU) or vllm (the GPU cluster fast path)")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="hf (the default for a model folder or run; CPU or GPU), vllm (the GPU cluster fast "
+                             "path) or llama-cpp (the default for a .gguf: llama.cpp itself; hf reads it "
+                             "dequantized by transformers instead)")
     parser.add_argument("--full", nargs="*", metavar="TASK", choices=list(TASKS),
                         help="score every item (of the TASKs named; default: of all), not the seeded sample")
     parser.add_argument("--no-base", action="store_true", help="do not put a run beside its base model")
@@ -410,6 +438,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="more lm-eval model_args, e.g. tensor_parallel_size=8 for vllm on 70B")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders live")
     args = parser.parse_args(argv)
+    gguf = bool(args.model and args.model.lower().endswith(".gguf"))
+    args.backend = args.backend or ("llama-cpp" if gguf else "hf")
+    if args.backend == "llama-cpp" and not gguf:
+        raise InputError(f"--backend llama-cpp scores a .gguf file; --model {args.model or '(the latest run)'} is "
+                         "not one")
     if args.device is None and args.backend == "hf":
         import torch
 

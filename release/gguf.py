@@ -24,6 +24,7 @@ from typing import Any
 from common.capture import captured_output
 from common.errors import InputError
 from common.files import sha256_file
+from eval.gguf_model import import_llama_cpp
 from eval.terminators import end_of_turn_tokens, template_text
 from release.llama_cpp_tools import Tools
 
@@ -119,8 +120,7 @@ def check_vocab(path: Path, model_dir: Path) -> None:
                          + ("; its byte_fallback is true, as transformers' GGUF loader leaves it: a model trained "
                             "from an older `make model` default; train again from the current one" if fallback
                             else ""))
-    import llama_cpp
-
+    llama_cpp = import_llama_cpp()
     vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     try:
         ours = vocab.tokenize(PROBE.encode("utf-8"), add_bos=False, special=True)
@@ -148,8 +148,7 @@ def quantize(source: Path, out: Path, quant: str) -> None:
     """llama.cpp's quantizer, through the binding, from the F16 file."""
     import ctypes
 
-    import llama_cpp
-
+    llama_cpp = import_llama_cpp()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")
     params.nthread = os.cpu_count() or 1

@@ -12,6 +12,7 @@ SFT_RECIPE = ROOT / "recipes/smollm2-135m/v1/sft.yaml"
 DPO_RECIPE = ROOT / "recipes/smollm2-135m/v1/dpo.yaml"
 SFT_DATA = ROOT / "data/default/sft.jsonl"
 DPO_DATA = ROOT / "data/default/dpo.jsonl"
+GGUF_QUANTS = ["F16", "Q8_0", "Q4_K_M"]  # the GGUF types the tests export (release/gguf.py's defaults)
 
 
 def read_jsonl(path: Path) -> list[dict]:

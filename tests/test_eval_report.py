@@ -256,3 +256,19 @@ def test_several_runs_go_side_by_side_in_one_table_and_one_chart(tmp_path, capsy
     runs = [load_run(Path(f) / "eval/results.json") for f in folders]
     labels = [label for label, _, _ in chart_series(runs, [])]
     assert labels == [f"20260101-{stage} (ours)" for stage in stages]
+
+
+def test_the_quantized_table_says_how_each_gguf_was_scored_as_its_results_record(tmp_path):
+    from eval.report import load_run, quant_lines
+
+    merged = load_run(write_results(tmp_path / "run" / "eval", scores({"pubmedqa": 250})))
+    quants = {}
+    for quant, backend in (("Q8_0", "llama-cpp"), ("Q4_K_M", "hf")):
+        path = write_results(tmp_path / "run" / "eval" / "gguf" / quant, scores({"pubmedqa": 240}))
+        data = json.loads(path.read_text())
+        data["summary"]["settings"]["backend"] = backend
+        path.write_text(json.dumps(data))
+        quants[quant] = load_run(path)
+    assert "GGUFs scored by llama.cpp itself" in quant_lines(merged, {"Q8_0": quants["Q8_0"]})[-1]
+    both = quant_lines(merged, quants)[-1]
+    assert "Q8_0 by llama.cpp itself" in both and "Q4_K_M by lm-eval's hf backend" in both

@@ -7,7 +7,9 @@
 - ``default``: the embedded default model (SmolLM2-135M-Instruct, ``make model``).
 
 The tools are llama-cpp-python's pinned source build (release/llama_cpp_tools.py): ``make test`` builds or finds
-them first; here ``ensure()`` only finds them (or builds them, the first time). Nothing is mocked.
+them first; here ``ensure()`` only finds them (or builds them, the first time). Nothing is mocked. The models and
+their exports are conftest.py's fixtures (``tools``, ``default_model``, ``tiny``, ``exports``), shared with
+tests/test_gguf_scoring.py.
 """
 
 from __future__ import annotations
@@ -19,17 +21,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, refused_in_one_line
+from helpers import GGUF_QUANTS, ROOT, refused_in_one_line
 
-from bench.llama3_tokenizer import LLAMA3_SPECIAL_TOKENS
-from data_prep.templates import LLAMA3_CHAT_TEMPLATE
 from eval.card_usage import SYSTEM_PROMPT
 from eval.gguf_model import GGUFModel, gguf_record
 from eval.reply import Decoding, new_tokens, reply_of
 from release import gguf
 from release.__main__ import main as release_main
 
-QUANTS = ["F16", "Q8_0", "Q4_K_M"]
+QUANTS = GGUF_QUANTS
 PROMPTS = ["What is the normal range of adult resting heart rate?", "Explain what hypertension is.",
            "List two symptoms of anemia.", "What does MRI stand for?", "How is type 2 diabetes treated?",
            "What is the function of the kidneys?"]
@@ -40,59 +40,6 @@ NEAR_TIE = 0.1  # ours: Q8_0 may take the merged model's runner-up where its top
 # merged logits, share of positions with the same top token). Measured on the default model 2026-12-04: F16
 # 0.0007 / 1.0, Q8_0 0.018 / 0.97, Q4_K_M 0.12 / 0.93 (the tiny model's errors: 0.0004, 0.010, 0.126).
 TOLERANCE = {"F16": (0.01, 0.98), "Q8_0": (0.1, 0.9), "Q4_K_M": (0.4, 0.75)}
-SMOLLM2 = ROOT / "models" / "smollm2-135m-instruct"
-
-
-@pytest.fixture(scope="session")
-def tools():
-    from release.llama_cpp_tools import ensure
-
-    return ensure()
-
-
-@pytest.fixture(scope="session")
-def default_model(tmp_path_factory) -> Path:
-    """``make model``'s folder when it is current, else the same conversion into a temporary folder."""
-    from launch.preflight.embedded_model import CONVERSION, SOURCE_FILE, convert_gguf
-
-    source = SMOLLM2 / SOURCE_FILE
-    if source.is_file() and json.loads(source.read_text()).get("conversion") == CONVERSION:
-        return SMOLLM2
-    out = tmp_path_factory.mktemp("default") / "smollm2-135m-instruct"
-    convert_gguf(out)
-    return out
-
-
-@pytest.fixture(scope="session")
-def tiny(default_model, tmp_path_factory) -> Path:
-    """A random tiny Llama-3 (see the module's docstring), saved as a model folder: 256 wide, so Q4_K applies."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    out = tmp_path_factory.mktemp("tiny-llama3-gguf")
-    tokenizer = AutoTokenizer.from_pretrained(default_model)
-    tokenizer.add_special_tokens({"additional_special_tokens": LLAMA3_SPECIAL_TOKENS})
-    tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token = "<|begin_of_text|>", "<|eot_id|>", "<|end_of_text|>"
-    tokenizer.chat_template = LLAMA3_CHAT_TEMPLATE
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="session")
-def exports(tiny, default_model, tools, tmp_path_factory) -> dict[str, dict[str, Path]]:
-    """F16, Q8_0 and Q4_K_M of both models: ``{"tiny": {"F16": path, ...}, "default": {...}}``."""
-    found = {}
-    for name, model in (("tiny", tiny), ("default", default_model)):
-        out = tmp_path_factory.mktemp(f"gguf-{name}")
-        files = gguf.export(model, out, name, QUANTS, tools, out / "export.log")
-        found[name] = dict(zip(QUANTS, files, strict=True))
-    return found
 
 
 def merged_of(name: str, tiny: Path, default_model: Path) -> Path:
