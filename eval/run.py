@@ -177,7 +177,8 @@ def select_benchmarks(args: argparse.Namespace, out: Path) -> tuple[Path, list[s
     if found or args.benchmarks:
         if not found:
             raise SystemExit(f"{folder}/: no prepared benchmark (<task>.jsonl for any of {', '.join(TASKS)})")
-        return folder, args.tasks or found, False
+        names = args.tasks or found
+        return folder, names, all(from_fixtures(folder, name) for name in names)
     print(PIPELINE_CHECK_BANNER.format(benchmarks=folder), flush=True)
     folder = out / "benchmarks"
     names = args.tasks or list(TASKS)
@@ -185,6 +186,16 @@ def select_benchmarks(args: argparse.Namespace, out: Path) -> tuple[Path, list[s
         inputs = sorted(str(p) for p in (FIXTURES / name).iterdir() if p.is_file())
         prepare(TASKS[name], inputs, folder, allow_partial=True)
     return folder, names, True
+
+
+def from_fixtures(folder: Path, name: str) -> bool:
+    """Whether ``folder``'s prepared task was made from the bundled fixtures (its manifest's inputs): a pipeline
+    check scored again on the same items, as a release's GGUFs are beside a merged model's pipeline check."""
+    manifest = folder / f"{name}.manifest.json"
+    if not manifest.is_file():
+        return False
+    inputs = json.loads(manifest.read_text(encoding="utf-8")).get("inputs") or []
+    return bool(inputs) and all(Path(i.get("path", "")).resolve().is_relative_to(FIXTURES) for i in inputs)
 
 
 def json_safe(obj: Any, secrets: list[str]) -> Any:

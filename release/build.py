@@ -83,7 +83,7 @@ def gguf_eval_argv(run: Path, path: Path, out: Path) -> list[str] | None:
     summary = json.loads(results.read_text(encoding="utf-8")).get("summary") or {}
     settings = summary.get("settings") or {}
     argv = ["--model", str(path), "--out", str(out), "--tasks", *summary.get("tasks", {})]
-    if not summary.get("pipeline_check") and summary.get("benchmarks"):
+    if summary.get("benchmarks"):  # the same prepared files (a pipeline check's fixtures too)
         argv += ["--benchmarks", summary["benchmarks"]]
     if settings.get("limit") is not None:
         argv += ["--limit", str(settings["limit"])]
