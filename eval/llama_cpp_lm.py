@@ -17,7 +17,8 @@ does it, so that the two differ only by the numerics of the file users run:
 - log-probabilities: llama.cpp's logits, log-softmax in float64 (eval/llama_cpp_scorer.py); ``is_greedy`` when
   every continuation token is the most likely one.
 - shared contexts: requests are grouped by context tokens, each context decoded once (its cache kept) and each
-  continuation adds only its own tokens; a one-token continuation reads the context's last logits.
+  continuation adds only its own tokens; a one-token continuation reads the context's last logits. Every score
+  equals the request's own from an empty cache, bit for bit (eval/llama_cpp_scorer.py says how).
 - too long: lm-eval's own behaviour, left truncation: context and continuation together are cut to their last
   ``max_length`` + 1 tokens (a warning in the log), as HFLM does; a continuation longer than ``max_length`` is
   refused in one line. ``max_length``: the model's trained context (``<arch>.context_length``), at most 8192.

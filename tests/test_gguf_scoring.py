@@ -48,9 +48,11 @@ INPUTS = {"pubmedqa": [PUBLISHED / "pubmedqa" / "ori_pqal.json.xz",
 # 2026-12-06 on these 140 requests: mean |difference| 0.0045, largest 0.0151; bounds about 3 times those.
 MEAN_DIFFERENCE = 0.015
 MAX_DIFFERENCE = 0.05
-MARGIN = 2 * MAX_DIFFERENCE  # where HFLM's best choice leads its runner-up by more (36 of the 40 items on
+MARGIN = 2 * MAX_DIFFERENCE  # where HFLM's best choice leads its runner-up by more (39 of the 40 items on
 # 2026-12-06), no two requests' errors can swap the order: F16 must choose the same
-CACHE_TOLERANCE = 1e-3  # ours: a context continued from the cache vs decoded whole (llama.cpp's row blocking)
+# A score through the cache equals the request's own from an empty cache exactly: batches of two or more tokens
+# gave identical logits however a sequence was split (2026-12-06, CPU); a token decoded alone differs by up to
+# 0.012 nats (eval/llama_cpp_scorer.py keeps it out), a leaked one by more.
 
 
 def instance(context: str, continuation: str):
@@ -171,13 +173,16 @@ def test_one_context_is_decoded_once_for_all_its_choices(llama_lm, benchmarks):
 
 
 def test_scores_through_the_cache_equal_scores_from_an_empty_cache(llama_lm, benchmarks):
-    """No state leaks between requests: contexts sharing prefixes, multi-token continuations, a context that
-    extends another request's continuation (its cached tokens reused), in two orders, each against itself alone."""
+    """No state leaks between requests, and no numerics either: contexts sharing prefixes, multi-token
+    continuations, a context that extends another request's continuation, an empty context (the prefix token
+    alone) before a chat-templated one that opens with it, in two orders, each equal to itself alone."""
     mri = "Question: What does MRI stand for?\nAnswer:"
+    chat = llama_lm.apply_chat_template([{"role": "user", "content": "What does MRI stand for?"}])
     requests = [instance(c, f" {k}") for c in medqa_contexts(benchmarks, 3) for k in "ABCD"]
-    requests += [instance(mri, x) for x in (" Magnetic resonance imaging", " Medical radio isotope", " Magnetic")]
+    requests += [instance(mri, x) for x in (" Magnetic resonance imaging", " Magnetic resonance", " Magnetic")]
     requests += [instance(mri + " Magnetic", x) for x in (" resonance imaging", " radio")]
-    requests += [instance("", "Magnetic resonance imaging")]
+    requests += [instance("", "Magnetic resonance imaging"), instance(chat, "Magnetic resonance imaging")]
+    assert llama_lm.tok_encode(chat)[0] == llama_lm.prefix_token_id
     alone = []
     for request in requests:
         llama_lm.scorer.keep(0)  # from an empty cache
@@ -185,10 +190,39 @@ def test_scores_through_the_cache_equal_scores_from_an_empty_cache(llama_lm, ben
     for order in (requests, requests[::-1]):
         llama_lm.scorer.keep(0)
         together = llama_lm.loglikelihood(order)
-        if order is not requests:
-            together = together[::-1]
-        for (logprob, greedy), (single, single_greedy) in zip(together, alone, strict=True):
-            assert abs(logprob - single) <= CACHE_TOLERANCE and greedy == single_greedy, (logprob, single)
+        assert (together if order is requests else together[::-1]) == alone
+
+
+def test_tokens_left_in_the_cache_past_the_kept_prefix_change_nothing(llama_lm, benchmarks):
+    scorer = llama_lm.scorer
+    context, continuation = llama_lm._encode_pair(medqa_contexts(benchmarks, 1)[0], " B")
+    scorer.keep(0)
+    whole = scorer.continuation(len(context), scorer.context(context), continuation)
+    junk = llama_lm.tok_encode(" unrelated words" * 40)
+    scorer.keep(0)
+    scorer.decode(context[:10] + junk, 0)  # shares 10 tokens with the context, then 80 others
+    assert scorer.continuation(len(context), scorer.context(context), continuation) == whole
+    assert scorer.cached == context  # the junk was dropped from the cache, not only from our list
+
+
+def test_a_context_longer_than_a_batch_scores_as_when_decoded_from_a_cached_prefix(llama_lm, benchmarks):
+    """Past ``n_batch`` tokens a context is decoded in chunks, the last never a single token."""
+    scorer = llama_lm.scorer
+    ids = [i for c in medqa_contexts(benchmarks, 6) for i in llama_lm.tok_encode(c)][:scorer.n_batch + 2]
+    assert len(ids) == scorer.n_batch + 2  # a context of n_batch + 1 tokens: chunks of n_batch - 1 and 2
+    scorer.keep(0)
+    whole = scorer.continuation(len(ids) - 1, scorer.context(ids[:-1]), ids[-1:])
+    for prefix in (100, scorer.n_batch - 1):
+        scorer.keep(0)
+        scorer.context(ids[:prefix])
+        assert scorer.continuation(len(ids) - 1, scorer.context(ids[:-1]), ids[-1:]) == whole
+
+
+def test_a_batch_is_never_one_token_but_for_a_one_token_sequence():
+    from eval.llama_cpp_scorer import chunks
+
+    assert chunks(1, 512) == [(0, 1)] and chunks(512, 512) == [(0, 512)]
+    assert chunks(513, 512) == [(0, 511), (511, 513)] and chunks(1025, 512)[-1] == (1023, 1025)
 
 
 def test_a_context_longer_than_max_length_is_left_truncated_as_hflm_does(exports, default_model):
