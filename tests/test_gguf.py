@@ -192,10 +192,18 @@ def test_a_release_carries_its_ggufs_answered_by_llama_cpp_and_scored_beside_mer
                                                                                      capsys):
     from test_release_build import make_runs, summary
 
+    from eval.benchmarks import TASKS
+    from eval.lm_eval_tasks import FIXTURES
+    from eval.prepare import prepare
     from eval.report import main as report_main
     from release.build import build_release
 
     run = make_runs(tmp_path, default_model, summary(True, {"pubmedqa": (0.4, 5)}))
+    fixtures = run / "eval" / "benchmarks"  # what a pipeline check prepares and records (eval run)
+    prepare(TASKS["pubmedqa"], sorted(str(p) for p in (FIXTURES / "pubmedqa").iterdir()), fixtures, allow_partial=True)
+    results = json.loads((run / "eval/results.json").read_text())
+    results["summary"]["benchmarks"] = str(fixtures)
+    (run / "eval/results.json").write_text(json.dumps(results))
     release = build_release(run, out=tmp_path / "releases", quants=["F16", "Q8_0"])
     record = json.loads((release / "release.json").read_text())
     assert [g["quant"] for g in record["gguf"]] == ["F16", "Q8_0"]
