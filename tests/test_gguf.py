@@ -99,7 +99,9 @@ def merged_model(path: Path):
 @pytest.mark.parametrize("name", ["tiny", "default"])
 def test_greedy_tokens_equal_the_merged_models_at_f16_and_q8_0(loaded, tiny, default_model, name):
     """F16: the first 16 tokens equal on every prompt. Q8_0: equal up to a step where the merged model's top two
-    are within NEAR_TIE standard deviations of its logits, and there the runner-up."""
+    are within NEAR_TIE standard deviations of its logits, and there a token within that margin of the top one.
+    Which of the near-tied tokens Q8_0 takes depends on the CPU's kernels (their rounding), not on the file: on one
+    machine the runner-up, on another the third-ranked (issue 30); only the margin holds everywhere."""
     import torch
 
     hf, tokenizer = merged_model(merged_of(name, tiny, default_model))
@@ -118,7 +120,7 @@ def test_greedy_tokens_equal_the_merged_models_at_f16_and_q8_0(loaded, tiny, def
             logits = hf(torch.cat([ids, torch.tensor([ours[:step]], dtype=ids.dtype)], 1)).logits[0, -1]
         top = torch.topk(logits, 2)
         assert float(top.values[0] - top.values[1]) < NEAR_TIE * float(logits.std()), (prompt, step)
-        assert theirs[step] == int(top.indices[1]), (prompt, step)
+        assert float(top.values[0] - logits[theirs[step]]) < NEAR_TIE * float(logits.std()), (prompt, step)
 
 
 @pytest.mark.parametrize("name", ["tiny", "default"])
