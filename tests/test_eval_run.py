@@ -19,6 +19,7 @@ from helpers import ROOT, read_jsonl
 from eval.benchmarks import TASKS
 from eval.lm_eval_tasks import FIXTURES
 from eval.prepare import prepare
+from eval.run import from_fixtures
 
 
 def eval_run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -54,10 +55,22 @@ def test_summary_has_every_prepared_item_and_the_leaderboard_settings(nine_task_
     for name, row in summary["tasks"].items():
         assert row["n"] == len(read_jsonl(benchmarks / f"{name}.jsonl"))
     assert summary["model"] == str(tiny_llama3) and summary["run_id"] is None
-    assert summary["pipeline_check"] is False
+    # a folder prepared from the bundled fixtures stays a pipeline check when named with --benchmarks
+    assert summary["pipeline_check"] is True
     assert summary["benchmarks"] == str(benchmarks.resolve())
     assert summary["settings"] == {"backend": "hf", "chat_template": False, "dtype": "auto", "batch_size": "8",
                                    "limit": None, "num_fewshot": 0, "full": None}
+
+
+def test_only_a_folder_prepared_from_the_bundled_fixtures_is_a_pipeline_check(tmp_path):
+    fixtures = prepare_fixtures(tmp_path / "fixtures", ["pubmedqa"])
+    copied = tmp_path / "copied"
+    shutil.copytree(FIXTURES / "pubmedqa", copied)
+    elsewhere = tmp_path / "elsewhere"
+    prepare(TASKS["pubmedqa"], sorted(str(p) for p in copied.iterdir()), elsewhere, allow_partial=True)
+    assert from_fixtures(fixtures, "pubmedqa") is True
+    assert from_fixtures(elsewhere, "pubmedqa") is False
+    assert from_fixtures(tmp_path / "missing", "pubmedqa") is False
 
 
 @pytest.mark.slow
