@@ -38,8 +38,8 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 
 from common.errors import InputError
-from eval.gguf_model import MAX_CONTEXT, GGUFModel, check_gguf_file, cores, import_llama_cpp
 from eval.llama_cpp_scorer import ContinuationScorer
+from inference.gguf_model import MAX_CONTEXT, GGUFModel, check_gguf_file, cores, import_llama_cpp
 
 NAME = "llama-cpp"
 OPTIONS = ("pretrained", "max_length", "n_threads", "add_bos_token", "prefix_token_id", "n_gpu_layers")

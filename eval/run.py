@@ -52,7 +52,6 @@ from common.progress import StepLine, clock
 from common.rundir import MANIFEST, latest_run, now, read_manifest
 from common.secrets import redact, secret_values
 from eval.benchmarks import TASKS
-from eval.gguf_model import gguf_record, release_eval_dir
 from eval.lm_eval_tasks import (
     FIXTURES,
     prepared_tasks,
@@ -63,6 +62,7 @@ from eval.lm_eval_tasks import (
 from eval.prepare import prepare
 from eval.sample import SIZES, write_sample
 from eval.versus_base import overall_words, task_words, versus_base
+from inference.gguf_model import gguf_record, release_eval_dir
 
 DEFAULT_BENCHMARKS = Path("data/benchmarks")
 BACKENDS = ("hf", "vllm", "llama-cpp")
@@ -388,7 +388,7 @@ def eval_header(args: argparse.Namespace, model: str, run: Path | None, benchmar
 
 def threads_of(args: argparse.Namespace) -> str:
     """llama.cpp's threads: ``--model-args n_threads=N``, else this machine's cores."""
-    from eval.gguf_model import cores
+    from inference.gguf_model import cores
 
     return dict(kv.split("=", 1) for kv in args.model_args).get("n_threads") or str(cores())
 

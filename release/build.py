@@ -27,7 +27,7 @@ from common.files import sha256_file, write_json_atomic
 from common.progress import StepLine
 from common.rundir import check_run_id, now, read_manifest
 from eval.report import load_run
-from eval.terminators import end_of_turn_tokens
+from inference.terminators import end_of_turn_tokens
 from release import gguf
 from release.generation_config import release_generation_config
 from release.model_card import Stage, render_card
@@ -96,7 +96,7 @@ def write_gguf(stage_dir: Path, run: Stage, name: str, quants: list[str], evalua
     """The GGUF files in ``stage_dir/gguf/``, each answered by llama.cpp and (``evaluate``) scored; their records."""
     from eval import generation_check
     from eval import run as eval_run
-    from release.llama_cpp_tools import ensure
+    from inference.llama_cpp_tools import ensure
 
     tools = ensure()
     log = run.path / "logs" / "gguf.log"
@@ -192,7 +192,7 @@ def build_release(run: Path, name: str | None = None, out: Path = Path("releases
 
 
 def main(argv: list[str]) -> None:
-    from eval.model_source import default_run
+    from inference.model_source import default_run
 
     parser = argparse.ArgumentParser(prog="python -m release build", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", nargs="?", type=Path, help="runs/<id> (default: the latest dpo run, else sft)")

@@ -1,7 +1,7 @@
 """The ``generation_config.json`` a released model carries: every terminator as ``eos_token_id``, greedy decoding.
 
 A Llama-3 base model's ``generation_config.json`` stops only on ``<|end_of_text|>``; a merge keeps it, so without
-``<|eot_id|>`` a chat model talks on past its answer. The terminators are eval/terminators.py's.
+``<|eot_id|>`` a chat model talks on past its answer. The terminators are inference/terminators.py's.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from eval.terminators import SAMPLING_KEYS, terminators
+from inference.terminators import SAMPLING_KEYS, terminators
 
 
 def release_generation_config(model_dir: Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""A merged model as GGUF files, made by llama.cpp's own converter and quantizer (release/llama_cpp_tools.py).
+"""A merged model as GGUF files, made by llama.cpp's own converter and quantizer (inference/llama_cpp_tools.py).
 
     F16                 convert_hf_to_gguf.py --outtype f16; the source of the others
     Q8_0, Q4_K_M, ...   llama_model_quantize from the F16 file (llama.cpp's ``LLAMA_FTYPE_MOSTLY_<NAME>``)
@@ -24,9 +24,9 @@ from typing import Any
 from common.capture import captured_output
 from common.errors import InputError
 from common.files import sha256_file
-from eval.gguf_model import import_llama_cpp
-from eval.terminators import end_of_turn_tokens, template_text
-from release.llama_cpp_tools import Tools
+from inference.gguf_model import import_llama_cpp
+from inference.llama_cpp_tools import Tools
+from inference.terminators import end_of_turn_tokens, template_text
 
 DEFAULT_QUANTS = ("F16", "Q8_0", "Q4_K_M")
 CONVERTED = ("F32", "F16", "BF16")  # written by the converter itself

@@ -63,7 +63,7 @@ def small_data(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tools():
     """llama.cpp's converter and quantizer (and the binding), found in the cache or built the first time."""
-    from release.llama_cpp_tools import ensure
+    from inference.llama_cpp_tools import ensure
 
     return ensure()
 

@@ -1,8 +1,9 @@
 """The floors follow the data (docs/architecture.md): raw -> data_prep -> recipe -> launch -> runs -> eval.
 
-common/ is the ground floor and imports none of ours; data_prep stands on common; eval reads prepared data and run
-folders (data_prep, common) and never launch; launch may rebuild a mixture (data_prep) and never imports eval;
-release (a run as a model to use) stands on top, and nothing imports it.
+common/ is the ground floor and imports none of ours; data_prep stands on common; inference (a trained model, used)
+stands on data_prep and imports neither eval, release nor launch; eval reads prepared data and run folders and uses
+models through inference, and never imports launch; launch may rebuild a mixture (data_prep) and never imports eval
+or inference; release (a run as a model to use) stands on top, and nothing imports it.
 Imports are read with ``ast`` (those inside functions too), so a lazy import cannot hide a wrong floor or a cycle.
 """
 
@@ -15,13 +16,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("common", "data_prep", "eval", "launch", "release")
+PACKAGES = ("common", "data_prep", "inference", "eval", "launch", "release")
 ALLOWED = {  # package -> the packages of ours it may import (itself always)
     "common": set(),
     "data_prep": {"common"},
-    "eval": {"common", "data_prep"},
+    "inference": {"common", "data_prep"},  # a trained model, used: below eval and release, beside launch
+    "eval": {"common", "data_prep", "inference"},
     "launch": {"common", "data_prep"},
-    "release": {"common", "data_prep", "eval", "launch"},  # the top floor: a run as a model to use
+    "release": {"common", "data_prep", "inference", "eval", "launch"},  # the top floor: a run as a model to use
 }
 
 

@@ -6,7 +6,7 @@
   borrows a known vocabulary.
 - ``default``: the embedded default model (SmolLM2-135M-Instruct, ``make model``).
 
-The tools are llama-cpp-python's pinned source build (release/llama_cpp_tools.py): ``make test`` builds or finds
+The tools are llama-cpp-python's pinned source build (inference/llama_cpp_tools.py): ``make test`` builds or finds
 them first; here ``ensure()`` only finds them (or builds them, the first time). Nothing is mocked. The models and
 their exports are conftest.py's fixtures (``tools``, ``default_model``, ``tiny``, ``exports``), shared with
 tests/test_gguf_scoring.py.
@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from helpers import GGUF_QUANTS, ROOT, refused_in_one_line
 
-from eval.card_usage import SYSTEM_PROMPT
-from eval.gguf_model import GGUFModel, gguf_record
-from eval.reply import Decoding, new_tokens, reply_of
+from inference.card_usage import SYSTEM_PROMPT
+from inference.gguf_model import GGUFModel, gguf_record
+from inference.reply import Decoding, new_tokens, reply_of
 from release import gguf
 from release.__main__ import main as release_main
 
@@ -91,7 +91,7 @@ def test_llama_cpp_loads_each_file_generates_and_stops_on_the_end_of_turn_token(
 
 
 def merged_model(path: Path):
-    from eval.model_source import find_source, load_model
+    from inference.model_source import find_source, load_model
 
     return load_model(find_source(str(path)))
 

@@ -22,8 +22,8 @@ from test_eval_run import eval_run
 
 from common.errors import InputError
 from eval.benchmarks import TASKS
-from eval.gguf_model import import_llama_cpp
 from eval.prepare import prepare
+from inference.gguf_model import import_llama_cpp
 
 
 def llama_cpp_missing() -> str | None:

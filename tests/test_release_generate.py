@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, refused_in_one_line
 
-from eval.card_usage import SYSTEM_PROMPT
-from eval.reply import Decoding, generation_settings
-from eval.terminators import terminators
+from inference.card_usage import SYSTEM_PROMPT
+from inference.reply import Decoding, generation_settings
+from inference.terminators import terminators
 from release.__main__ import main
 from release.generation_config import release_generation_config
 

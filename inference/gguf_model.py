@@ -3,8 +3,8 @@
 The file's own tokenizer and chat template: the template is rendered as transformers renders it (its jinja
 environment, ``add_generation_prompt``), llama.cpp tokenizes the prompt with special tokens parsed and decodes
 greedily (or with the card's top-p sampling), and the reply stops on the same terminators as a run's model
-(eval/terminators.py: eos and every end-of-turn token of the template). :class:`GGUFTokenizer` gives the few
-tokenizer methods eval/reply.py and the generation check use, so their answers read the same for both.
+(inference/terminators.py: eos and every end-of-turn token of the template). :class:`GGUFTokenizer` gives the few
+tokenizer methods inference/reply.py and the generation check use, so their answers read the same for both.
 The binding is built once by ``python -m release tools`` (``make release`` and ``make test`` run it).
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import InputError
-from eval.card_usage import TOP_P
-from eval.terminators import terminators
+from inference.card_usage import TOP_P
+from inference.terminators import terminators
 
 MAGIC = b"GGUF"
 MAX_CONTEXT = 8192  # ours: the KV cache is sized for this at most; Llama-3's own context length
@@ -77,7 +77,7 @@ def import_llama_cpp() -> Any:
 
 
 class GGUFTokenizer:
-    """The GGUF's vocabulary, with the tokenizer methods eval/reply.py uses."""
+    """The GGUF's vocabulary, with the tokenizer methods inference/reply.py uses."""
 
     def __init__(self, llm: Any, path: Path) -> None:
         llama_cpp = import_llama_cpp()
@@ -124,7 +124,7 @@ class GGUFTokenizer:
 
 
 class GGUFModel:
-    """A loaded GGUF; ``new_tokens`` answers as eval/reply.py's ``new_tokens`` does for a transformers model."""
+    """A loaded GGUF; ``new_tokens`` answers as inference/reply.py's ``new_tokens`` does for a transformers model."""
 
     is_gguf = True
 

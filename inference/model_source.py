@@ -3,7 +3,7 @@
     runs/<id>            merged/ when there, else adapter/ on the base its manifest names
     runs/<id>/adapter    (any LoRA adapter folder) on the base in its adapter_config.json
     models/<name>        a plain model folder (config.json)
-    X.gguf               a GGUF file, run by llama.cpp (eval/gguf_model.py)
+    X.gguf               a GGUF file, run by llama.cpp (inference/gguf_model.py)
 
 Local folders only, and never ``trust_remote_code``. Anything else is refused in one line before torch loads.
 """
@@ -49,7 +49,7 @@ def find_source(spec: str) -> Source:
     """The folders ``spec`` (a run, an adapter or a model folder) names; InputError when it names none."""
     path = Path(spec)
     if path.suffix.lower() == ".gguf":
-        from eval.gguf_model import check_gguf_file
+        from inference.gguf_model import check_gguf_file
 
         check_gguf_file(path)
         return Source(model=path, tokenizer=path)
@@ -109,7 +109,7 @@ def adapter_source(adapter: Path, base: Path) -> Source:
 def load_model(source: Source) -> tuple[Any, Any]:
     """(model in eval mode on the GPU when there is one, tokenizer); a GGUF file: llama.cpp's model and vocabulary."""
     if source.model.suffix.lower() == ".gguf":
-        from eval.gguf_model import load_gguf
+        from inference.gguf_model import load_gguf
 
         return load_gguf(source.model)
     import torch

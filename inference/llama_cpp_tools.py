@@ -4,7 +4,7 @@
 
 llama-cpp-python's source package vendors llama.cpp. Its ``convert_hf_to_gguf.py`` (with ``conversion/`` and
 ``gguf-py/``) writes a model folder as an F16 GGUF; the binding's ``llama_model_quantize`` quantizes it, and the
-binding loads and runs GGUF files (release/gguf.py, eval/gguf_model.py). The version is the one constraints.txt
+binding loads and runs GGUF files (release/gguf.py, inference/gguf_model.py). The version is the one constraints.txt
 pins. The cache, ``$OPENBIOLLM_CACHE`` (default ``~/.cache/openbiollm-recipes``), holds
 
     llama-cpp-python-<version>/wheel/*.whl     the built binding, installed into this environment
