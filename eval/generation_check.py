@@ -40,7 +40,7 @@ from common.files import write_json_atomic
 from common.progress import StepLine, clock
 from common.rundir import MANIFEST, read_manifest
 from inference.card_usage import MAX_NEW_TOKENS
-from inference.gguf_model import gguf_record, release_eval_dir
+from inference.gguf_file import GGUFFile, is_gguf
 from inference.model_source import default_run, find_source, load_model
 from inference.reply import Decoding, first_messages, new_tokens, reply_of
 from inference.terminators import END_OF_TURN_TOKENS
@@ -195,9 +195,10 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
     run = Path(spec) if (Path(spec) / MANIFEST).is_file() else None
     source = find_source(spec)
     rows_of = args.validation_from or run
-    if spec.lower().endswith(".gguf") and args.out is None:  # a release's GGUF: its run's eval/gguf/<QUANT>/
-        args.out = release_eval_dir(Path(spec), gguf_record(Path(spec))["quant"])
-        rows_of = rows_of or (args.out.parents[2] if args.out else None)
+    if is_gguf(spec) and args.out is None:  # a release's GGUF: its run's eval/gguf/<QUANT>/
+        gguf = GGUFFile.of(spec)
+        args.out = gguf.release_eval_dir()
+        rows_of = rows_of or gguf.release_run()
     if run is None and args.out is None:
         raise InputError(f"--model {spec} is neither a run folder nor a release's GGUF: pass --out DIR for its "
                          "answers")

@@ -62,7 +62,7 @@ from eval.lm_eval_tasks import (
 from eval.prepare import prepare
 from eval.sample import SIZES, write_sample
 from eval.versus_base import overall_words, task_words, versus_base
-from inference.gguf_model import gguf_record, release_eval_dir
+from inference.gguf_file import GGUFFile, is_gguf
 
 DEFAULT_BENCHMARKS = Path("data/benchmarks")
 BACKENDS = ("hf", "vllm", "llama-cpp")
@@ -115,7 +115,7 @@ def check_hub_id(spec: str) -> None:
 
 def gguf_of(args: argparse.Namespace) -> Path | None:
     """``--model`` when it names a .gguf file."""
-    return Path(args.model) if args.model and args.model.lower().endswith(".gguf") else None
+    return Path(args.model) if args.model and is_gguf(args.model) else None
 
 
 def gguf_model_args(args: argparse.Namespace, gguf: Path) -> dict[str, Any]:
@@ -124,8 +124,8 @@ def gguf_model_args(args: argparse.Namespace, gguf: Path) -> dict[str, Any]:
         raise SystemExit(f"--model {gguf}: a GGUF is evaluated with --backend llama-cpp (or hf) and no --adapter")
     found = ({"pretrained": str(gguf.resolve())} if args.backend == "llama-cpp" else
              {"pretrained": str(gguf.resolve().parent), "gguf_file": gguf.name, "dtype": args.dtype})
-    release = gguf.resolve().parent.parent
-    if gguf.resolve().parent.name == "gguf" and (release / "tokenizer.json").is_file():
+    release = GGUFFile.of(gguf).release
+    if release and (release / "tokenizer.json").is_file():
         tokenizer = same_vocabulary(gguf, release)
         if args.backend == "hf":
             found["tokenizer"] = str(release)
@@ -137,12 +137,10 @@ def gguf_model_args(args: argparse.Namespace, gguf: Path) -> dict[str, Any]:
 
 def same_vocabulary(gguf: Path, release: Path) -> Any:
     """The release's tokenizer; refused unless the GGUF's vocabulary is as long (else a file from another model)."""
-    from gguf import GGUFReader
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(release)
-    field = GGUFReader(gguf, "r").fields.get("tokenizer.ggml.tokens")
-    count, expected = (len(field.data) if field is not None else 0), len(tokenizer)
+    count, expected = GGUFFile.of(gguf).n_tokens, len(tokenizer)
     if count != expected:
         raise SystemExit(f"--model {gguf}: {count} tokens, the release's tokenizer ({release}) has {expected}: "
                          "a GGUF from another model")
@@ -210,9 +208,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     start = time.monotonic()
     gguf = gguf_of(args)
     if gguf:
-        record = gguf_record(gguf)
+        record = GGUFFile.of(gguf).record()
         model, run, margs = str(gguf.resolve()), None, gguf_model_args(args, gguf)
-        args.out = args.out or release_eval_dir(gguf, record["quant"])
+        args.out = args.out or GGUFFile.of(gguf).release_eval_dir()
     else:
         model, run = resolve_model(args.model, args.runs_dir)
         margs = model_args(args, model)
@@ -365,7 +363,7 @@ def eval_header(args: argparse.Namespace, model: str, run: Path | None, benchmar
     if sample:  # the items scored: n of the set's rows
         rows = {name: (f"{t['n']}/{t['of']}" if t["n"] != t["of"] else t["n"])
                 for name, t in sample["tasks"].items()}
-    gguf = model.lower().endswith(".gguf")
+    gguf = is_gguf(model)
     what = (f"{shown_path(run)}/ (its merged model)" if run else
             f"{shown_path(Path(model))} ({GGUF_READERS[args.backend]})" if gguf else model)
     where = (f"llama.cpp in-process, {threads_of(args)} threads" if args.backend == "llama-cpp" else
@@ -449,7 +447,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="more lm-eval model_args, e.g. tensor_parallel_size=8 for vllm on 70B")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders live")
     args = parser.parse_args(argv)
-    gguf = bool(args.model and args.model.lower().endswith(".gguf"))
+    gguf = bool(args.model and is_gguf(args.model))
     args.backend = args.backend or ("llama-cpp" if gguf else "hf")
     if args.backend == "llama-cpp" and not gguf:
         raise InputError(f"--backend llama-cpp scores a .gguf file; --model {args.model or '(the latest run)'} is "

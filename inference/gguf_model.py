@@ -17,46 +17,10 @@ from typing import Any
 
 from common.errors import InputError
 from inference.card_usage import TOP_P
+from inference.gguf_file import GGUFFile
 from inference.terminators import terminators
 
-MAGIC = b"GGUF"
 MAX_CONTEXT = 8192  # ours: the KV cache is sized for this at most; Llama-3's own context length
-
-
-def check_gguf_file(path: Path) -> None:
-    """InputError unless ``path`` is a readable file that starts like a GGUF."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    with open(path, "rb") as handle:
-        if handle.read(4) != MAGIC:
-            raise InputError(f"{path}: not a GGUF file (it does not start with 'GGUF')")
-
-
-def gguf_record(path: Path) -> dict[str, Any]:
-    """What results name a GGUF by: file, quantization (llama.cpp's file type: F16, Q8_0, Q4_K_M...), size, sha256."""
-    from gguf import GGUFReader, LlamaFileType
-
-    from common.files import sha256_file
-
-    check_gguf_file(path)
-    try:
-        field = GGUFReader(path, "r").fields.get("general.file_type")
-    except (ValueError, OSError, IndexError, KeyError) as err:
-        raise InputError(f"{path}: not a readable GGUF file ({err}); truncated?") from None
-    kind = LlamaFileType(int(field.contents())).name if field is not None else "unknown"
-    return {"file": path.name, "quant": kind.removeprefix("MOSTLY_").removeprefix("ALL_"),
-            "size": path.stat().st_size, "sha256": sha256_file(path)}
-
-
-def release_eval_dir(path: Path, quant: str) -> Path | None:
-    """``runs/<id>/eval/gguf/<QUANT>/`` for a GGUF in a release's ``gguf/`` folder (its release.json names the run)."""
-    import json
-
-    release = path.resolve().parent.parent / "release.json"
-    if path.resolve().parent.name != "gguf" or not release.is_file():
-        return None
-    runs = json.loads(release.read_text(encoding="utf-8")).get("runs") or []
-    return Path(runs[-1]["path"]) / "eval" / "gguf" / quant if runs and runs[-1].get("path") else None
 
 
 def cores() -> int:
@@ -130,7 +94,7 @@ class GGUFModel:
 
     def __init__(self, path: Path, context: int | None = None, threads: int | None = None,
                  gpu_layers: int = 0) -> None:
-        check_gguf_file(path)
+        GGUFFile.of(path)
         llama_cpp = import_llama_cpp()
         threads = threads or cores()
         try:

@@ -19,6 +19,7 @@ from typing import Any
 from common import quiet
 from common.errors import InputError
 from common.rundir import MANIFEST, latest_run, read_manifest
+from inference.gguf_file import GGUFFile, is_gguf
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -48,10 +49,8 @@ def default_run(runs_dir: Path = Path("runs")) -> Path:
 def find_source(spec: str) -> Source:
     """The folders ``spec`` (a run, an adapter or a model folder) names; InputError when it names none."""
     path = Path(spec)
-    if path.suffix.lower() == ".gguf":
-        from inference.gguf_model import check_gguf_file
-
-        check_gguf_file(path)
+    if is_gguf(path):
+        GGUFFile.of(path)
         return Source(model=path, tokenizer=path)
     if (path / MANIFEST).is_file():
         return run_source(path)
@@ -108,7 +107,7 @@ def adapter_source(adapter: Path, base: Path) -> Source:
 
 def load_model(source: Source) -> tuple[Any, Any]:
     """(model in eval mode on the GPU when there is one, tokenizer); a GGUF file: llama.cpp's model and vocabulary."""
-    if source.model.suffix.lower() == ".gguf":
+    if is_gguf(source.model):
         from inference.gguf_model import load_gguf
 
         return load_gguf(source.model)

@@ -24,7 +24,8 @@ import pytest
 from helpers import GGUF_QUANTS, ROOT, refused_in_one_line
 
 from inference.card_usage import SYSTEM_PROMPT
-from inference.gguf_model import GGUFModel, gguf_record
+from inference.gguf_file import GGUFFile
+from inference.gguf_model import GGUFModel
 from inference.reply import Decoding, new_tokens, reply_of
 from release import gguf
 from release.__main__ import main as release_main
@@ -62,11 +63,11 @@ def test_each_file_carries_the_chat_template_eos_and_end_of_turn_ids(exports, ti
     tokenizer = AutoTokenizer.from_pretrained(merged_of(name, tiny, default_model))
     end_of_turn = "<|eot_id|>" if name == "tiny" else "<|im_end|>"
     for quant, path in exports[name].items():
-        meta = gguf.read_metadata(path)  # the gguf reader, reading the file back
+        meta = GGUFFile.of(path).metadata  # the gguf reader, reading the file back
         assert meta[gguf.TEMPLATE_KEY] == tokenizer.chat_template
         assert meta[gguf.EOS_KEY] == tokenizer.eos_token_id
         assert meta[gguf.EOT_KEY] == tokenizer.convert_tokens_to_ids(end_of_turn)
-        assert gguf_record(path)["quant"] == quant
+        assert GGUFFile.of(path).quant == quant
         kinds = set(meta["tensor_types"])
         assert {"F16": "F16", "Q8_0": "Q8_0", "Q4_K_M": "Q4_K"}[quant] in kinds, (quant, kinds)
     sizes = [exports[name][q].stat().st_size for q in QUANTS]

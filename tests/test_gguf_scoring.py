@@ -23,6 +23,7 @@ from test_eval_run import eval_run
 from common.errors import InputError
 from eval.benchmarks import TASKS
 from eval.prepare import prepare
+from inference.gguf_file import GGUFFile
 from inference.gguf_model import import_llama_cpp
 
 
@@ -279,7 +280,7 @@ def bos_model(tiny, tools, tmp_path_factory) -> tuple[Path, Path, Path]:
                                                                        "tokens": ["<|begin_of_text|>"]}}}
     (adds / "tokenizer.json").write_text(json.dumps(spec))
     [f16] = gguf.export(says, out / "gguf", "bos", ["F16"], tools, out / "export.log")
-    assert gguf.read_metadata(f16)["tokenizer.ggml.add_bos_token"] is True
+    assert GGUFFile.of(f16).metadata["tokenizer.ggml.add_bos_token"] is True
     return says, adds, f16
 
 
