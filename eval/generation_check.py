@@ -38,10 +38,10 @@ from common.capture import output_to_log
 from common.errors import InputError, positive_int
 from common.files import write_json_atomic
 from common.progress import StepLine, clock
-from common.rundir import MANIFEST, read_manifest
+from common.rundir import read_manifest
 from inference.card_usage import MAX_NEW_TOKENS
 from inference.gguf_file import GGUFFile, is_gguf
-from inference.model_source import default_run, find_source, load_model
+from inference.model_source import find_source, load_model
 from inference.reply import Decoding, first_messages, new_tokens, reply_of
 from inference.terminators import END_OF_TURN_TOKENS
 
@@ -191,9 +191,9 @@ def check_summary(result: dict[str, Any], out: Path, seconds: float, run: Path |
 def run_check(args: argparse.Namespace) -> dict[str, Any]:
     """Answer every prompt, write generation_check.json, merge the figures into results.json."""
     start = time.monotonic()
-    spec = args.model or str(default_run())
-    run = Path(spec) if (Path(spec) / MANIFEST).is_file() else None
-    source = find_source(spec)
+    source = find_source(args.model)
+    run = source.run
+    spec = args.model or str(run)
     rows_of = args.validation_from or run
     if is_gguf(spec) and args.out is None:  # a release's GGUF: its run's eval/gguf/<QUANT>/
         gguf = GGUFFile.of(spec)

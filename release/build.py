@@ -28,6 +28,7 @@ from common.progress import StepLine
 from common.rundir import check_run_id, now, read_manifest
 from eval.report import load_run
 from inference.gguf_file import RELEASE_JSON, gguf_eval_dir, read_release
+from inference.model_source import latest_usable_run, succeeded_manifest
 from inference.terminators import end_of_turn_tokens
 from release import gguf
 from release.generation_config import release_generation_config
@@ -43,7 +44,7 @@ def stages_of(run: Path) -> list[Stage]:
     """The run and, for a DPO run, its parent SFT run first (manifest ``parent``); refused unless succeeded."""
     if not (run / "manifest.json").is_file():
         raise InputError(f"{run}: not a run folder (no manifest.json)")
-    stages = [Stage(run, read_manifest(run))]
+    stages = [Stage(run, succeeded_manifest(run))]
     parent = stages[0].manifest.get("parent") or {}
     if parent:  # recorded relative to where the launcher ran; else beside this run
         found = [p for p in (Path(parent.get("path", "")), run.parent / str(parent.get("run_id")))
@@ -51,9 +52,6 @@ def stages_of(run: Path) -> list[Stage]:
         if not found:
             raise InputError(f"{run}: its parent run {parent.get('path') or parent.get('run_id')} is not here")
         stages.insert(0, Stage(found[0], read_manifest(found[0])))
-    status = stages[-1].manifest.get("status")
-    if status != "succeeded":
-        raise InputError(f"{run}: run status is {status!r}; only a succeeded run is released")
     return stages
 
 
@@ -203,8 +201,6 @@ def build_release(run: Path, name: str | None = None, out: Path = Path("releases
 
 
 def main(argv: list[str]) -> None:
-    from inference.model_source import default_run
-
     parser = argparse.ArgumentParser(prog="python -m release build", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", nargs="?", type=Path, help="runs/<id> (default: the latest dpo run, else sft)")
     parser.add_argument("--name", help="the release's folder name (default: the run id)")
@@ -215,7 +211,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--no-eval", action="store_true", help="do not score the GGUFs on the benchmarks")
     args = parser.parse_args(argv)
     quants = [] if [q.lower() for q in args.quant] == ["none"] else args.quant
-    folder = build_release(args.run or default_run(), args.name, args.out, quants, not args.no_eval)
+    folder = build_release(args.run or latest_usable_run(), args.name, args.out, quants, not args.no_eval)
     record = read_release(folder)
     size = sum(f["size"] for f in record["files"].values())
     print(f"release {folder}/: {len(record['files'])} files, {size / 2**20:.1f} MiB; card {folder}/README.md\n"

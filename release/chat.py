@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inference.model_source import default_run, find_source, load_model
+from inference.model_source import find_source, load_model
 from inference.reply import Reply, add_decoding_options, decoding_of, first_messages, respond
 
 YOU, MODEL = "you> ", "model> "
@@ -34,7 +34,7 @@ def stop_note(reply: Reply, max_new_tokens: int) -> str | None:
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    source = find_source(args.model or str(default_run()))
+    source = find_source(args.model)
     decoding = decoding_of(args)
     print(f"loading {source.describe()} ...", file=sys.stderr)
     model, tokenizer = load_model(source)
