@@ -5,7 +5,8 @@ environment, ``add_generation_prompt``), llama.cpp tokenizes the prompt with spe
 greedily (or with the card's top-p sampling), and the reply stops on the same terminators as a run's model
 (inference/terminators.py: eos and every end-of-turn token of the template). :class:`GGUFTokenizer` gives the few
 tokenizer methods inference/reply.py and the generation check use, so their answers read the same for both.
-The binding is built once by ``python -m release tools`` (``make release`` and ``make test`` run it).
+The binding is built once by ``make gguf-tools`` (inference/llama_cpp_tools.py; ``make release`` and ``make test``
+run it).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ def import_llama_cpp() -> Any:
     try:
         import llama_cpp
     except ImportError:
-        raise InputError("llama-cpp-python is not installed here: run `python -m release tools` "
-                         "(built once, about 3-15 min, then cached)") from None
+        raise InputError("llama-cpp-python is not installed here: run `make gguf-tools` (python -m "
+                         "inference.llama_cpp_tools; built once, about 3-15 min, then cached)") from None
     return llama_cpp
 
 

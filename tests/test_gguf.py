@@ -7,9 +7,10 @@
 - ``default``: the embedded default model (SmolLM2-135M-Instruct, ``make model``).
 
 The tools are llama-cpp-python's pinned source build (inference/llama_cpp_tools.py): ``make test`` builds or finds
-them first; here ``ensure()`` only finds them (or builds them, the first time). Nothing is mocked. The models and
-their exports are conftest.py's fixtures (``tools``, ``default_model``, ``tiny``, ``exports``), shared with
-tests/test_gguf_scoring.py.
+them first (``make gguf-tools``); a test never builds them. The tests that need them are slow (conftest.py marks
+every test that uses ``tools``), so ``make test-fast`` leaves them out, and they skip, saying why, where the cache
+lacks them. Nothing is mocked. The models and their exports are conftest.py's fixtures (``tools``,
+``default_model``, ``tiny``, ``exports``), shared with tests/test_gguf_scoring.py.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def test_a_truncated_or_foreign_file_is_refused_in_one_line(exports, tmp_path, c
 def test_a_first_build_without_a_compiler_is_one_line(tmp_path):
     bare = tmp_path / "bin"
     bare.mkdir()
-    done = subprocess.run([sys.executable, "-m", "release", "tools"], cwd=ROOT, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "inference.llama_cpp_tools"], cwd=ROOT, capture_output=True, text=True,
                           env={"PATH": str(bare), "OPENBIOLLM_CACHE": str(tmp_path / "cache"), "HOME": str(tmp_path)})
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().count("\n") == 0 and "needs a C and a C++ compiler" in done.stderr

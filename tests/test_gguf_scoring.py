@@ -4,7 +4,8 @@ lm-eval's hf backend (HFLM) on the merged model: same tokens, close log-likeliho
 Real items: the first ``LIMIT`` of PubMedQA and MedQA (4 options) prepared from data/published/. The GGUFs are
 conftest.py's ``exports`` (the default model, SmolLM2-135M-Instruct, through llama.cpp's own converter); nothing
 is mocked. Like tests/test_gguf.py these need llama-cpp-python (``make test`` builds it first): without it the
-module is skipped, saying so. The ``eval run`` subprocesses are marked slow, as in tests/test_eval_run.py.
+module is skipped, saying so. Every test that needs llama.cpp's tools (through ``exports``) is slow (conftest.py),
+as are the ``eval run`` subprocesses, as in tests/test_eval_run.py.
 """
 
 from __future__ import annotations
