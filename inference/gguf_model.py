@@ -57,7 +57,8 @@ class GGUFTokenizer:
         self.bos_token_id = bos if bos >= 0 else None
         self.bos_token = self.tokens[bos] if bos >= 0 else ""
         self.eos_token = self.tokens[self.eos_token_id] if self.eos_token_id is not None else ""
-        self.pad_token, self.pad_token_id = None, None  # what lm-eval records of a tokenizer (results' config)
+        # read by lm-eval's add_tokenizer_info (results.json), which records nothing of the tokenizer without them
+        self.pad_token, self.pad_token_id = None, None
 
     def get_vocab(self) -> dict[str, int]:
         return dict(self.ids)
@@ -107,16 +108,6 @@ class GGUFModel:
         atexit.register(self.llm.close)  # before interpreter teardown, where the binding's __del__ fails
         self.path = path
         self.tokenizer = GGUFTokenizer(self.llm, path)
-        self.device = "cpu"
-
-    def logits(self, ids: list[int]) -> Any:
-        """The next-token logits after each of ``ids`` (n_tokens x vocab), for the round-trip comparison."""
-        import numpy as np
-
-        self.llm.reset()
-        self.llm.context_params.logits_all = True
-        self.llm.eval(ids)
-        return np.array(self.llm.scores[: len(ids)])
 
     def new_tokens(self, messages: list[dict[str, str]], decoding: Any, streamer: Any = None
                    ) -> tuple[list[int], list[int]]:
