@@ -193,14 +193,27 @@ def test_generate_and_chat_answer_from_a_gguf_as_from_a_run(exports, capsys):
 
 
 def test_a_release_carries_its_ggufs_answered_by_llama_cpp_and_scored_beside_merged(default_model, tools, tmp_path,
-                                                                                     capsys):
-    from test_release_build import make_runs, summary
+                                                                                     capsys, monkeypatch):
+    from collections import Counter
 
+    from test_release_build import make_runs, summary
+    from transformers import AutoTokenizer
+
+    import inference.gguf_file
+    import release.build
     from eval.benchmarks import TASKS
     from eval.lm_eval_tasks import FIXTURES
     from eval.prepare import prepare
     from eval.report import main as report_main
     from release.build import build_release
+
+    hashed, loaded = Counter(), Counter()  # file name -> sha256 computed; folder -> tokenizer loaded
+    for module in (inference.gguf_file, release.build):
+        monkeypatch.setattr(module, "sha256_file", lambda path, real=module.sha256_file: hashed.update([path.name])
+                            or real(path))
+    real_load = AutoTokenizer.from_pretrained
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", lambda path, *rest, **named: loaded.update([Path(path)])
+                        or real_load(path, *rest, **named))
 
     run = make_runs(tmp_path, default_model, summary(True, {"pubmedqa": (0.4, 5)}))
     fixtures = run / "eval" / "benchmarks"  # what a pipeline check prepares and records (eval run)
@@ -210,6 +223,8 @@ def test_a_release_carries_its_ggufs_answered_by_llama_cpp_and_scored_beside_mer
     (run / "eval/results.json").write_text(json.dumps(results))
     release = build_release(run, out=tmp_path / "releases", quants=["F16", "Q8_0"])
     record = json.loads((release / "release.json").read_text())
+    assert [hashed[g["file"]] for g in record["gguf"]] == [1, 1]  # GGUFFile: hashed once, for eval and release.json
+    assert loaded[run / "merged"] == 1  # the merged tokenizer: once, for the GGUFs, the terminators and the card
     assert [g["quant"] for g in record["gguf"]] == ["F16", "Q8_0"]
     for entry in record["gguf"]:
         path = f"gguf/{entry['file']}"
