@@ -141,9 +141,9 @@ release: gguf-tools
 	$(PY) -m release build $(RUN) $(if $(NAME),--name $(NAME)) $(if $(QUANT),--quant $(QUANT))
 
 # llama.cpp's converter and quantizer from llama-cpp-python's pinned source (constraints.txt), built on first use
-# into ~/.cache/openbiollm-recipes (OPENBIOLLM_CACHE) and installed into the venv; then a no-op (release/llama_cpp_tools.py).
+# into ~/.cache/openbiollm-recipes (OPENBIOLLM_CACHE) and installed into the venv; then a no-op (inference/llama_cpp_tools.py).
 gguf-tools: $(STAMP)
-	@$(PY) -m release tools
+	@$(PY) -m inference.llama_cpp_tools
 
 # Same recipe, data, model as recorded (refused otherwise), then the same stage; compares data hash and losses.
 # ARGS=--allow-recipe-change runs a recipe that changed since.

@@ -51,16 +51,22 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     write_json_atomic(run_dir / MANIFEST, manifest)
 
 
-def latest_run(runs_dir: Path, stage: str) -> Path:
-    """The most recently finished successful run of ``stage``."""
+def latest_succeeded(runs_dir: Path, stage: str) -> Path | None:
+    """The most recently finished successful run of ``stage``, or None."""
     done = []
     for path in runs_dir.glob(f"*/{MANIFEST}"):
         record = read_manifest(path.parent)
         if record.get("stage") == stage and record.get("status") == "succeeded":
             done.append((record["ended_at"], path.parent))
-    if not done:
+    return max(done)[1] if done else None
+
+
+def latest_run(runs_dir: Path, stage: str) -> Path:
+    """The most recently finished successful run of ``stage``; SystemExit when there is none."""
+    found = latest_succeeded(runs_dir, stage)
+    if found is None:
         raise SystemExit(f"no successful {stage} run in {runs_dir}/: run `make {stage}` first")
-    return max(done)[1]
+    return found
 
 
 def recipe_slug(recipe: Path) -> str:

@@ -6,7 +6,7 @@ Benchmarks score log-likelihoods, so a model that never learned its end-of-turn 
 Prompts: the run's validation rows (each dataset of its manifest, ``X.jsonl`` -> ``X.validation.jsonl``; the
 messages before the last assistant turn; at most 20) and a few of each use case the model card lists
 (``eval/fixtures/generation_prompts.jsonl``, or ``--prompts``: JSONL ``{"id", "use_case", "prompt"}``), answered
-greedily with the card's system prompt (eval/reply.py). Figures, per use case and overall:
+greedily with the card's system prompt (inference/reply.py). Figures, per use case and overall:
 
 - stop rate: the share of answers that ended on a terminator (end-of-turn or eos) before ``--max-new-tokens``;
 - median and p95 (nearest rank) length in new tokens, the stopping token included;
@@ -14,7 +14,7 @@ greedily with the card's system prompt (eval/reply.py). Figures, per use case an
 - leaks: the share of answers whose text, decoded without skipping special tokens, holds a chat-template token
   (``<|start_header_id|>``, ``<|im_start|>``, ``<|eot_id|>``...) before the token that stopped it.
 
-A GGUF file (``--model X.gguf``) is answered by llama.cpp (eval/gguf_model.py) with the same prompts and stops.
+A GGUF file (``--model X.gguf``) is answered by llama.cpp (inference/gguf_model.py) with the same prompts and stops.
 Writes ``runs/<id>/eval/generation_check.json`` (figures and every answer) and adds the figures to
 ``results.json`` beside it under ``generation_check`` when there is one. The model's own output goes to
 ``runs/<id>/logs/generation_check.log``.
@@ -38,12 +38,12 @@ from common.capture import output_to_log
 from common.errors import InputError, positive_int
 from common.files import write_json_atomic
 from common.progress import StepLine, clock
-from common.rundir import MANIFEST, read_manifest
-from eval.card_usage import MAX_NEW_TOKENS
-from eval.gguf_model import gguf_record, release_eval_dir
-from eval.model_source import default_run, find_source, load_model
-from eval.reply import Decoding, first_messages, new_tokens, reply_of
-from eval.terminators import END_OF_TURN_TOKENS
+from common.rundir import read_manifest
+from inference.card_usage import MAX_NEW_TOKENS
+from inference.gguf_file import GGUFFile, is_gguf
+from inference.model_source import find_source, load_model
+from inference.reply import Decoding, first_messages, new_tokens, reply_of
+from inference.terminators import END_OF_TURN_TOKENS
 
 PROMPTS = Path(__file__).parent / "fixtures" / "generation_prompts.jsonl"
 VALIDATION = "validation"  # the use case of the run's validation rows
@@ -191,13 +191,14 @@ def check_summary(result: dict[str, Any], out: Path, seconds: float, run: Path |
 def run_check(args: argparse.Namespace) -> dict[str, Any]:
     """Answer every prompt, write generation_check.json, merge the figures into results.json."""
     start = time.monotonic()
-    spec = args.model or str(default_run())
-    run = Path(spec) if (Path(spec) / MANIFEST).is_file() else None
-    source = find_source(spec)
+    source = find_source(args.model)
+    run = source.run
+    spec = args.model or str(run)
     rows_of = args.validation_from or run
-    if spec.lower().endswith(".gguf") and args.out is None:  # a release's GGUF: its run's eval/gguf/<QUANT>/
-        args.out = release_eval_dir(Path(spec), gguf_record(Path(spec))["quant"])
-        rows_of = rows_of or (args.out.parents[2] if args.out else None)
+    if is_gguf(spec) and args.out is None:  # a release's GGUF: its run's eval/gguf/<QUANT>/
+        gguf = GGUFFile.of(spec)
+        args.out = gguf.release_eval_dir()
+        rows_of = rows_of or gguf.release_run()
     if run is None and args.out is None:
         raise InputError(f"--model {spec} is neither a run folder nor a release's GGUF: pass --out DIR for its "
                          "answers")

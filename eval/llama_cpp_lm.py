@@ -38,8 +38,9 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 
 from common.errors import InputError
-from eval.gguf_model import MAX_CONTEXT, GGUFModel, check_gguf_file, cores, import_llama_cpp
 from eval.llama_cpp_scorer import ContinuationScorer
+from inference.gguf_file import GGUFFile
+from inference.gguf_model import MAX_CONTEXT, GGUFModel, cores, import_llama_cpp
 
 NAME = "llama-cpp"
 OPTIONS = ("pretrained", "max_length", "n_threads", "add_bos_token", "prefix_token_id", "n_gpu_layers")
@@ -48,12 +49,9 @@ log = logging.getLogger(__name__)
 
 def trained_context(path: Path) -> int | None:
     """The GGUF's ``<arch>.context_length`` (transformers' ``max_position_embeddings``), if it has one."""
-    from gguf import GGUFReader
-
-    fields = GGUFReader(path, "r").fields
-    arch = fields.get("general.architecture")
-    length = fields.get(f"{arch.contents()}.context_length") if arch is not None else None
-    return int(length.contents()) if length is not None else None
+    metadata = GGUFFile.of(path).metadata
+    length = metadata.get(f"{metadata.get('general.architecture')}.context_length")
+    return int(length) if length is not None else None
 
 
 def option(name: str, value: Any, kind: type) -> Any:
@@ -79,7 +77,7 @@ class LlamaCppLM(TemplateLM):
             raise InputError(f"--model-args {sorted(unknown)[0]}: not an argument of the {NAME} backend (one of "
                              f"{', '.join(OPTIONS)})")
         path = Path(pretrained)
-        check_gguf_file(path)
+        GGUFFile.of(path)
         self.path = path
         self.n_threads = option("n_threads", n_threads, int) or cores()
         self._max_length = option("max_length", max_length, int) or min(trained_context(path) or MAX_CONTEXT,

@@ -1,6 +1,6 @@
 """Log-probabilities of continuation tokens, from llama.cpp's own logits, in-process (llama-cpp-python's binding).
 
-    scorer = ContinuationScorer(model.llm)          # a loaded eval.gguf_model.GGUFModel
+    scorer = ContinuationScorer(model.llm)          # a loaded inference.gguf_model.GGUFModel
     after = scorer.context(context_ids)             # log-probabilities of the token after the context
     logprob, greedy = scorer.continuation(len(context_ids), after, continuation_ids)
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from eval.gguf_model import import_llama_cpp
+from inference.gguf_model import import_llama_cpp
 
 SEQUENCE = 0  # the one sequence we decode
 MIN_BATCH = 2  # tokens a decode takes at least where it can (the module's docstring)

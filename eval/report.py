@@ -34,6 +34,7 @@ from eval.published import (
     mean_of_cells,
     neighbours,
 )
+from inference.gguf_file import gguf_eval_dir
 
 ROOT = PUBLISHED.parents[1]
 CHART_ROWS = ("OpenBioLLM-70B", "OpenBioLLM-8B", "GPT-4")
@@ -139,7 +140,7 @@ def generation_lines(run: ScoredRun) -> list[str]:
 
 def gguf_runs(results: Path) -> dict[str, ScoredRun]:
     """The scored GGUFs beside a run's ``eval/results.json`` (``eval/gguf/<QUANT>/results.json``), by type."""
-    found = [load_run(path) for path in results.parent.glob("gguf/*/results.json")]
+    found = [load_run(path) for path in results.parent.glob(f"{gguf_eval_dir(Path(), '*')}/results.json")]
     found.sort(key=lambda run: -(gguf_size(run) or 0))  # F16, Q8_0, Q4_K_M...
     return {run.path.parent.name: run for run in found}
 

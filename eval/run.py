@@ -3,8 +3,9 @@
     python -m eval run [--model PATH_OR_RUN] [--adapter PATH] [--tasks TASK...] [--backend llama-cpp|hf|vllm]
                        [--limit N] [--chat-template] [--benchmarks DIR] [--out DIR] [--batch-size N] [--dtype D]
 
-``--model runs/<id>`` evaluates that run's ``merged/`` model and writes to ``runs/<id>/eval/``;
-without ``--model``, the latest successful run (DPO over SFT). Another model path needs ``--out``.
+``--model runs/<id>`` evaluates that run's ``merged/`` model (else its ``adapter/`` on its base: the rules of
+inference/model_source.py, as for chat and release) and writes to ``runs/<id>/eval/``; without ``--model``, the
+latest successful run (DPO over SFT). Another model path needs ``--out``.
 ``--model X.gguf`` is scored by llama.cpp itself, in-process (``--backend llama-cpp``, the default for a GGUF:
 eval/llama_cpp_lm.py), so the figures are those of the numerics users run; ``--backend hf`` instead has
 transformers read it dequantized (``gguf_file=``; the quantization error stays in the weights, the arithmetic is
@@ -49,10 +50,9 @@ from common.errors import InputError
 from common.files import atomic_writer, sha256_file, write_json_atomic
 from common.host import hardware
 from common.progress import StepLine, clock
-from common.rundir import MANIFEST, latest_run, now, read_manifest
+from common.rundir import now
 from common.secrets import redact, secret_values
 from eval.benchmarks import TASKS
-from eval.gguf_model import gguf_record, release_eval_dir
 from eval.lm_eval_tasks import (
     FIXTURES,
     prepared_tasks,
@@ -63,6 +63,8 @@ from eval.lm_eval_tasks import (
 from eval.prepare import prepare
 from eval.sample import SIZES, write_sample
 from eval.versus_base import overall_words, task_words, versus_base
+from inference.gguf_file import GGUFFile, is_gguf
+from inference.model_source import Source, find_source
 
 DEFAULT_BENCHMARKS = Path("data/benchmarks")
 BACKENDS = ("hf", "vllm", "llama-cpp")
@@ -77,30 +79,14 @@ PIPELINE_CHECK_BANNER = (
 )
 
 
-def latest_model_run(runs_dir: Path) -> Path:
-    """The latest successful DPO run, else the latest successful SFT run."""
-    for stage in ("dpo", "sft"):
-        try:
-            return latest_run(runs_dir, stage)
-        except SystemExit:
-            continue
-    raise SystemExit(f"no --model given and no successful dpo or sft run in {runs_dir}/: run `make sft` "
-                     "(or `make all`) first, or pass --model PATH --out DIR")
-
-
-def resolve_model(spec: str | None, runs_dir: Path) -> tuple[str, Path | None]:
-    """(model path or hub id, run folder when the model is a run's merged model)."""
-    run = latest_model_run(runs_dir) if spec is None else Path(spec)
-    if not (run / MANIFEST).is_file():
-        if not run.exists():
-            check_hub_id(str(spec))
-        return str(run.resolve()) if run.exists() else str(spec), None  # a local folder, or a hub id
-    run = run.resolve()
-    status = read_manifest(run).get("status")
-    if status != "succeeded" or not (run / "merged").is_dir():
-        raise SystemExit(f"{run}: run status is {status!r} and merged/ is "
-                         f"{'there' if (run / 'merged').is_dir() else 'missing'}; only a finished run can be evaluated")
-    return str(run / "merged"), run
+def resolve_model(spec: str | None, runs_dir: Path) -> Source | None:
+    """``--model`` by the one resolver's rules (inference/model_source.py: the latest usable run; a run's merged/,
+    else its adapter/ on its base, which lm-eval loads as ``peft``; a model folder); None for a hub id, which lm-eval
+    fetches itself."""
+    if spec is not None and not Path(spec).exists():
+        check_hub_id(spec)
+        return None
+    return find_source(spec, runs_dir)
 
 
 def check_hub_id(spec: str) -> None:
@@ -115,7 +101,7 @@ def check_hub_id(spec: str) -> None:
 
 def gguf_of(args: argparse.Namespace) -> Path | None:
     """``--model`` when it names a .gguf file."""
-    return Path(args.model) if args.model and args.model.lower().endswith(".gguf") else None
+    return Path(args.model) if args.model and is_gguf(args.model) else None
 
 
 def gguf_model_args(args: argparse.Namespace, gguf: Path) -> dict[str, Any]:
@@ -124,8 +110,8 @@ def gguf_model_args(args: argparse.Namespace, gguf: Path) -> dict[str, Any]:
         raise SystemExit(f"--model {gguf}: a GGUF is evaluated with --backend llama-cpp (or hf) and no --adapter")
     found = ({"pretrained": str(gguf.resolve())} if args.backend == "llama-cpp" else
              {"pretrained": str(gguf.resolve().parent), "gguf_file": gguf.name, "dtype": args.dtype})
-    release = gguf.resolve().parent.parent
-    if gguf.resolve().parent.name == "gguf" and (release / "tokenizer.json").is_file():
+    release = GGUFFile.of(gguf).release
+    if release and (release / "tokenizer.json").is_file():
         tokenizer = same_vocabulary(gguf, release)
         if args.backend == "hf":
             found["tokenizer"] = str(release)
@@ -137,32 +123,34 @@ def gguf_model_args(args: argparse.Namespace, gguf: Path) -> dict[str, Any]:
 
 def same_vocabulary(gguf: Path, release: Path) -> Any:
     """The release's tokenizer; refused unless the GGUF's vocabulary is as long (else a file from another model)."""
-    from gguf import GGUFReader
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(release)
-    field = GGUFReader(gguf, "r").fields.get("tokenizer.ggml.tokens")
-    count, expected = (len(field.data) if field is not None else 0), len(tokenizer)
+    count, expected = GGUFFile.of(gguf).n_tokens, len(tokenizer)
     if count != expected:
         raise SystemExit(f"--model {gguf}: {count} tokens, the release's tokenizer ({release}) has {expected}: "
                          "a GGUF from another model")
     return tokenizer
 
 
-def model_args(args: argparse.Namespace, model: str) -> dict[str, Any]:
-    """lm-eval's model_args for the backend; vLLM is the cluster fast path and must be installed there."""
+def model_args(args: argparse.Namespace, model: str, source: Source | None = None) -> dict[str, Any]:
+    """lm-eval's model_args for the backend (``source``: a run's adapter on its base, with the adapter's tokenizer);
+    vLLM is the cluster fast path and must be installed there."""
+    adapter = args.adapter or (source.adapter if source else None)
     extra = dict(kv.split("=", 1) for kv in args.model_args)
+    if source and source.tokenizer != source.model:
+        extra = {"tokenizer": str(source.tokenizer.resolve()), **extra}
     if args.backend == "vllm":
         if importlib.util.find_spec("vllm") is None:
             raise SystemExit("--backend vllm: vLLM is not installed in this environment (it needs a CUDA GPU); "
                              "install it on the cluster (pip install vllm) or use --backend hf")
         found = {"pretrained": model, "dtype": args.dtype, "gpu_memory_utilization": 0.85}
-        if args.adapter:
-            found["lora_local_path"] = str(args.adapter)
+        if adapter:
+            found["lora_local_path"] = str(adapter)
         return {**found, **extra}
     found = {"pretrained": model, "dtype": args.dtype}
-    if args.adapter:
-        found["peft"] = str(args.adapter)
+    if adapter:
+        found["peft"] = str(adapter)
     return {**found, **extra}
 
 
@@ -210,12 +198,18 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     start = time.monotonic()
     gguf = gguf_of(args)
     if gguf:
-        record = gguf_record(gguf)
-        model, run, margs = str(gguf.resolve()), None, gguf_model_args(args, gguf)
-        args.out = args.out or release_eval_dir(gguf, record["quant"])
+        record = GGUFFile.of(gguf).record()
+        model, run, adapter, margs = str(gguf.resolve()), None, None, gguf_model_args(args, gguf)
+        args.out = args.out or GGUFFile.of(gguf).release_eval_dir()
     else:
-        model, run = resolve_model(args.model, args.runs_dir)
-        margs = model_args(args, model)
+        source = resolve_model(args.model, args.runs_dir)
+        if source and source.adapter and args.adapter:
+            raise InputError(f"--adapter {args.adapter}: --model is an adapter on its base already "
+                             f"({source.describe()})")
+        model = str(source.model.resolve()) if source else args.model  # a folder here, or a hub id
+        run = source.run.resolve() if source and source.run else None
+        adapter = args.adapter or (source.adapter if source else None)
+        margs = model_args(args, model, source)
     if args.out is None and run is None:
         raise SystemExit(f"--model {model} is neither a run folder nor a release's GGUF: pass --out DIR for its "
                          "results")
@@ -230,7 +224,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     tasks_dir = render_tasks(items, out / "tasks", names)
     limit = None if args.limit is None else int(args.limit) if args.limit >= 1 else args.limit
     log = (run or out) / LOG
-    print("\n".join(eval_header(args, model, run, benchmarks, names, pipeline_check, out, log, sample)), flush=True)
+    print("\n".join(eval_header(args, model, run, benchmarks, names, pipeline_check, out, log, sample, adapter)),
+          flush=True)
     started = now()
     with output_to_log(log, "eval run", tee=quiet.VERBOSE, title=f"eval run of {model}") as terminal:
         results = run_lm_eval(args, margs, names, tasks_dir, limit, terminal)
@@ -242,7 +237,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 "full": args.full if args.full is None else args.full or list(names)}
     results = json_safe(results, secrets)
     results["summary"] = summarize(results, names, model=model, run_id=run.name if run else None,
-                                   adapter=str(args.adapter.resolve()) if args.adapter else None,
+                                   adapter=str(adapter.resolve()) if adapter else None,
                                    pipeline_check=pipeline_check, benchmarks=str(benchmarks.resolve()),
                                    settings=settings, sample=sample)
     if run is not None and not args.no_base and not args.adapter:
@@ -359,14 +354,15 @@ def row_count(path: Path) -> int:
 
 
 def eval_header(args: argparse.Namespace, model: str, run: Path | None, benchmarks: Path, names: list[str],
-                pipeline_check: bool, out: Path, log: Path, sample: dict[str, Any] | None = None) -> list[str]:
+                pipeline_check: bool, out: Path, log: Path, sample: dict[str, Any] | None = None,
+                adapter: Path | None = None) -> list[str]:
     """What is evaluated, on which benchmarks (rows each), how, and where results and the log go."""
     rows = {name: row_count(benchmarks / f"{name}.jsonl") for name in names}
     if sample:  # the items scored: n of the set's rows
         rows = {name: (f"{t['n']}/{t['of']}" if t["n"] != t["of"] else t["n"])
                 for name, t in sample["tasks"].items()}
-    gguf = model.lower().endswith(".gguf")
-    what = (f"{shown_path(run)}/ (its merged model)" if run else
+    gguf = is_gguf(model)
+    what = (f"{shown_path(run)}/ ({'its adapter on its base' if adapter else 'its merged model'})" if run else
             f"{shown_path(Path(model))} ({GGUF_READERS[args.backend]})" if gguf else model)
     where = (f"llama.cpp in-process, {threads_of(args)} threads" if args.backend == "llama-cpp" else
              f"{args.backend} on {args.device or 'its default device'}")
@@ -388,7 +384,7 @@ def eval_header(args: argparse.Namespace, model: str, run: Path | None, benchmar
 
 def threads_of(args: argparse.Namespace) -> str:
     """llama.cpp's threads: ``--model-args n_threads=N``, else this machine's cores."""
-    from eval.gguf_model import cores
+    from inference.gguf_model import cores
 
     return dict(kv.split("=", 1) for kv in args.model_args).get("n_threads") or str(cores())
 
@@ -423,8 +419,9 @@ def eval_footer(summary: dict[str, Any], out: Path, run: Path | None, log: Path,
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m eval run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="runs/<id> (its merged model), a model folder, a .gguf file or a hub id; "
-                                        "default: the latest successful dpo, else sft, run")
+    parser.add_argument("--model", help="runs/<id> (its merged/, else its adapter/ on its base), an adapter or model "
+                                        "folder, a .gguf file or a hub id; default: the latest successful dpo, else "
+                                        "sft, run")
     parser.add_argument("--adapter", type=Path, help="a LoRA adapter folder applied on top of --model")
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), metavar="TASK",
                         help="a subset of the nine (default: every prepared one)")
@@ -449,7 +446,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="more lm-eval model_args, e.g. tensor_parallel_size=8 for vllm on 70B")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders live")
     args = parser.parse_args(argv)
-    gguf = bool(args.model and args.model.lower().endswith(".gguf"))
+    gguf = bool(args.model and is_gguf(args.model))
     args.backend = args.backend or ("llama-cpp" if gguf else "hf")
     if args.backend == "llama-cpp" and not gguf:
         raise InputError(f"--backend llama-cpp scores a .gguf file; --model {args.model or '(the latest run)'} is "

@@ -7,7 +7,7 @@
     python -m release tools                                 llama.cpp's GGUF tools: built once, cached
 
 RUN_OR_MODEL: runs/<id> (its merged/, else its adapter/ on its base), an adapter folder, a model folder or a .gguf
-file (llama.cpp, eval/gguf_model.py).
+file (llama.cpp, inference/gguf_model.py).
 Both use the model card's system prompt (--system), greedy decoding (--temperature), --max-new-tokens, and stop on
 the eos and every end-of-turn token of the chat template. Bad input ends with one line (exit 2); --debug shows
 the traceback; --verbose shows third-party import noise too.
@@ -22,7 +22,7 @@ from common import quiet
 from common.errors import one_line_errors, split_debug
 
 COMMANDS = {"generate": "release.generate", "chat": "release.chat", "build": "release.build",
-            "publish": "release.publish", "tools": "release.llama_cpp_tools"}
+            "publish": "release.publish", "tools": "inference.llama_cpp_tools"}
 
 
 def main(argv: list[str] | None = None) -> None:

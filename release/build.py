@@ -27,12 +27,13 @@ from common.files import sha256_file, write_json_atomic
 from common.progress import StepLine
 from common.rundir import check_run_id, now, read_manifest
 from eval.report import load_run
-from eval.terminators import end_of_turn_tokens
+from inference.gguf_file import RELEASE_JSON, gguf_eval_dir, read_release
+from inference.model_source import latest_usable_run, succeeded_manifest
+from inference.terminators import end_of_turn_tokens
 from release import gguf
 from release.generation_config import release_generation_config
 from release.model_card import Stage, render_card
 
-RELEASE_JSON = "release.json"
 MODEL_FILES = ("*.safetensors", "model.safetensors.index.json", "config.json", "tokenizer.json",
                "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model",
                "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json")
@@ -43,7 +44,7 @@ def stages_of(run: Path) -> list[Stage]:
     """The run and, for a DPO run, its parent SFT run first (manifest ``parent``); refused unless succeeded."""
     if not (run / "manifest.json").is_file():
         raise InputError(f"{run}: not a run folder (no manifest.json)")
-    stages = [Stage(run, read_manifest(run))]
+    stages = [Stage(run, succeeded_manifest(run))]
     parent = stages[0].manifest.get("parent") or {}
     if parent:  # recorded relative to where the launcher ran; else beside this run
         found = [p for p in (Path(parent.get("path", "")), run.parent / str(parent.get("run_id")))
@@ -51,9 +52,6 @@ def stages_of(run: Path) -> list[Stage]:
         if not found:
             raise InputError(f"{run}: its parent run {parent.get('path') or parent.get('run_id')} is not here")
         stages.insert(0, Stage(found[0], read_manifest(found[0])))
-    status = stages[-1].manifest.get("status")
-    if status != "succeeded":
-        raise InputError(f"{run}: run status is {status!r}; only a succeeded run is released")
     return stages
 
 
@@ -69,10 +67,16 @@ def model_files(merged: Path) -> list[Path]:
     return files
 
 
-def file_records(folder: Path) -> dict[str, dict[str, Any]]:
-    """Every file under ``folder`` but release.json: relative path -> sha256 and size."""
-    return {p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size}
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != RELEASE_JSON}
+def file_records(folder: Path, known: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Every file under ``folder`` but release.json: relative path -> sha256 and size (``known``: sha256s already
+    computed, by relative path)."""
+    known = known or {}
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if path.is_file() and path.name != RELEASE_JSON:
+            found[name] = {"sha256": known.get(name) or sha256_file(path), "size": path.stat().st_size}
+    return found
 
 
 def gguf_eval_argv(run: Path, path: Path, out: Path) -> list[str] | None:
@@ -92,21 +96,23 @@ def gguf_eval_argv(run: Path, path: Path, out: Path) -> list[str] | None:
     return argv + (["--chat-template"] if settings.get("chat_template") else [])
 
 
-def write_gguf(stage_dir: Path, run: Stage, name: str, quants: list[str], evaluate: bool) -> list[dict[str, Any]]:
-    """The GGUF files in ``stage_dir/gguf/``, each answered by llama.cpp and (``evaluate``) scored; their records."""
+def write_gguf(stage_dir: Path, run: Stage, name: str, quants: list[str], evaluate: bool,
+               tokenizer: Any) -> list[dict[str, Any]]:
+    """The GGUF files in ``stage_dir/gguf/``, each answered by llama.cpp and (``evaluate``) scored; their records.
+    ``tokenizer``: the merged model's."""
     from eval import generation_check
     from eval import run as eval_run
-    from release.llama_cpp_tools import ensure
+    from inference.llama_cpp_tools import ensure
 
     tools = ensure()
     log = run.path / "logs" / "gguf.log"
     with StepLine(f"export GGUF {', '.join(quants)} with llama.cpp (its output: {log})", unit="") as line:
         line.update(0)
-        files = gguf.export(run.path / "merged", stage_dir / "gguf", name, quants, tools, log)
+        files = gguf.export(run.path / "merged", stage_dir / "gguf", name, quants, tools, log, tokenizer)
         line.close("done")
     records = []
     for quant, path in zip(quants, files, strict=True):
-        out = run.path / "eval" / "gguf" / quant
+        out = gguf_eval_dir(run.path / "eval", quant)
         argv = gguf_eval_argv(run.path, path, out) if evaluate and quant != "F16" else None
         (out / "logs").mkdir(parents=True, exist_ok=True)
         with open(out / "logs" / "release.log", "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
@@ -129,20 +135,22 @@ def write_gguf(stage_dir: Path, run: Stage, name: str, quants: list[str], evalua
 def write_release(stage_dir: Path, stages: list[Stage], name: str, quants: list[str] = (),
                   evaluate: bool = True) -> None:
     """Everything a release holds, written into ``stage_dir``."""
+    from transformers import AutoTokenizer
+
     run = stages[-1]
     for path in model_files(run.path / "merged"):
         shutil.copy2(path, stage_dir / path.name)
-    ggufs = write_gguf(stage_dir, run, name, list(quants), evaluate) if quants else []
-    write_json_atomic(stage_dir / "generation_config.json", release_generation_config(run.path / "merged"))
+    tokenizer = AutoTokenizer.from_pretrained(run.path / "merged")  # loaded once: the GGUFs, terminators, the card
+    ggufs = write_gguf(stage_dir, run, name, list(quants), evaluate, tokenizer) if quants else []
+    write_json_atomic(stage_dir / "generation_config.json",
+                      release_generation_config(run.path / "merged", tokenizer))
     images = {}
     for stage in stages:
         image = "loss.png" if stage is run else f"loss-{stage.name}.png"
         if (stage.path / "loss.png").is_file():
             shutil.copy2(stage.path / "loss.png", stage_dir / image)
             images[stage.name] = image
-    from transformers import AutoTokenizer
-
-    end_tokens = end_of_turn_tokens(AutoTokenizer.from_pretrained(run.path / "merged"))
+    end_tokens = end_of_turn_tokens(tokenizer)
     results = run.path / "eval" / "results.json"
     scored = {g["quant"]: load_run(Path(g["eval"])) for g in ggufs if g["eval"]}
     card = render_card(name, stages, results if results.is_file() else None, images, ROOT, end_tokens,
@@ -152,7 +160,8 @@ def write_release(stage_dir: Path, stages: list[Stage], name: str, quants: list[
         "name": name, "built_at": now(),
         "runs": [{"run_id": s.path.name, "stage": s.name, "path": str(s.path), "recipe": s.manifest.get("recipe")}
                  for s in stages],
-        "code": run.manifest.get("code"), "gguf": ggufs, "files": file_records(stage_dir), "hub": None})
+        "code": run.manifest.get("code"), "gguf": ggufs,
+        "files": file_records(stage_dir, {f"gguf/{g['file']}": g["sha256"] for g in ggufs}), "hub": None})
 
 
 def replace_whole(stage_dir: Path, target: Path) -> None:
@@ -192,8 +201,6 @@ def build_release(run: Path, name: str | None = None, out: Path = Path("releases
 
 
 def main(argv: list[str]) -> None:
-    from eval.model_source import default_run
-
     parser = argparse.ArgumentParser(prog="python -m release build", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", nargs="?", type=Path, help="runs/<id> (default: the latest dpo run, else sft)")
     parser.add_argument("--name", help="the release's folder name (default: the run id)")
@@ -204,8 +211,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--no-eval", action="store_true", help="do not score the GGUFs on the benchmarks")
     args = parser.parse_args(argv)
     quants = [] if [q.lower() for q in args.quant] == ["none"] else args.quant
-    folder = build_release(args.run or default_run(), args.name, args.out, quants, not args.no_eval)
-    record = json.loads((folder / RELEASE_JSON).read_text(encoding="utf-8"))
+    folder = build_release(args.run or latest_usable_run(), args.name, args.out, quants, not args.no_eval)
+    record = read_release(folder)
     size = sum(f["size"] for f in record["files"].values())
     print(f"release {folder}/: {len(record['files'])} files, {size / 2**20:.1f} MiB; card {folder}/README.md\n"
           f"next: python -m release publish {folder} --repo ORG/NAME [--private] [--dry-run]")

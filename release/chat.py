@@ -1,6 +1,6 @@
 """python -m release chat [RUN_OR_MODEL]: talk to a model, its reply streamed as it is generated.
 
-Multi-turn, with the card's system prompt and greedy decoding (release/reply.py). Type /reset to start over,
+Multi-turn, with the card's system prompt and greedy decoding (inference/reply.py). Type /reset to start over,
 /exit (or end of input, Ctrl-D) to leave; Ctrl-C during a reply drops that turn. Default model: the latest
 successful dpo run, else sft.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from eval.model_source import default_run, find_source, load_model
-from eval.reply import Reply, add_decoding_options, decoding_of, first_messages, respond
+from inference.model_source import find_source, load_model
+from inference.reply import Reply, add_decoding_options, decoding_of, first_messages, respond
 
 YOU, MODEL = "you> ", "model> "
 
@@ -34,7 +34,7 @@ def stop_note(reply: Reply, max_new_tokens: int) -> str | None:
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    source = find_source(args.model or str(default_run()))
+    source = find_source(args.model)
     decoding = decoding_of(args)
     print(f"loading {source.describe()} ...", file=sys.stderr)
     model, tokenizer = load_model(source)

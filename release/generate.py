@@ -2,7 +2,7 @@
 
 Prompts are the arguments, else JSONL on stdin, one ``{"prompt": "...", "system": "..."}`` per line ("system"
 optional: absent, --system; "" for none). Each output line: ``{"prompt", "text", "tokens", "stop",
-"stop_token"}`` (release/reply.py). stdin is read and checked whole before the model loads.
+"stop_token"}`` (inference/reply.py). stdin is read and checked whole before the model loads.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, replace
 
 from common.errors import InputError
-from eval.model_source import find_source, load_model
-from eval.reply import Decoding, add_decoding_options, decoding_of, first_messages, respond
+from inference.model_source import find_source, load_model
+from inference.reply import Decoding, add_decoding_options, decoding_of, first_messages, respond
 
 KEYS = ("prompt", "system")
 

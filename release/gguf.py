@@ -1,4 +1,4 @@
-"""A merged model as GGUF files, made by llama.cpp's own converter and quantizer (release/llama_cpp_tools.py).
+"""A merged model as GGUF files, made by llama.cpp's own converter and quantizer (inference/llama_cpp_tools.py).
 
     F16                 convert_hf_to_gguf.py --outtype f16; the source of the others
     Q8_0, Q4_K_M, ...   llama_model_quantize from the F16 file (llama.cpp's ``LLAMA_FTYPE_MOSTLY_<NAME>``)
@@ -16,17 +16,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from common.capture import captured_output
 from common.errors import InputError
-from common.files import sha256_file
-from eval.gguf_model import import_llama_cpp
-from eval.terminators import end_of_turn_tokens, template_text
-from release.llama_cpp_tools import Tools
+from inference.gguf_file import GGUFFile
+from inference.gguf_model import import_llama_cpp
+from inference.llama_cpp_tools import Tools
+from inference.terminators import end_of_turn_tokens, template_text
 
 DEFAULT_QUANTS = ("F16", "Q8_0", "Q4_K_M")
 CONVERTED = ("F32", "F16", "BF16")  # written by the converter itself
@@ -48,10 +47,7 @@ class Expected:
     eot_id: int | None
 
     @classmethod
-    def of(cls, model_dir: Path) -> Expected:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    def of(cls, model_dir: Path, tokenizer: Any) -> Expected:
         if isinstance(tokenizer.chat_template, dict):
             raise InputError(f"{model_dir}: several named chat templates; a GGUF carries one")
         eot = (end_of_turn_tokens(tokenizer) or [None])[0]
@@ -71,15 +67,21 @@ def gguf_name(name: str, quant: str) -> str:
     return f"{name}-{quant}.gguf"
 
 
-def export(merged: Path, dest: Path, name: str, quants: list[str], tools: Tools, log: Path) -> list[Path]:
-    """Write ``dest/<name>-<QUANT>.gguf`` for each of ``quants``, each checked by reading it back."""
-    expected = Expected.of(merged)
+def export(merged: Path, dest: Path, name: str, quants: list[str], tools: Tools, log: Path,
+           tokenizer: Any = None) -> list[Path]:
+    """Write ``dest/<name>-<QUANT>.gguf`` for each of ``quants``, each checked by reading it back; ``tokenizer``:
+    ``merged``'s, when the caller has it loaded."""
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(merged)
+    expected = Expected.of(merged, tokenizer)
     dest.mkdir(parents=True, exist_ok=True)
     wanted = {quant: dest / gguf_name(name, quant) for quant in quants}
     source = wanted.get("F16") or dest / f".{name}-F16.source.gguf"
     with captured_output(log, title=f"gguf export of {merged}"):
         convert(merged, source, "f16", tools, expected)
-        check_vocab(source, merged)
+        check_vocab(source, merged, tokenizer)
         for quant, path in wanted.items():
             if quant in ("F32", "BF16"):
                 convert(merged, path, quant.lower(), tools, expected)
@@ -96,7 +98,7 @@ def convert(merged: Path, out: Path, outtype: str, tools: Tools, expected: Expec
     """llama.cpp's converter, then the end-of-turn id set where it left it unset."""
     run_tool([sys.executable, str(tools.converter), str(merged), "--outfile", str(out), "--outtype", outtype],
              f"convert_hf_to_gguf.py {merged}")
-    if expected.eot_token and read_metadata(out).get(EOT_KEY) != expected.eot_id:
+    if expected.eot_token and GGUFFile.of(out).metadata.get(EOT_KEY) != expected.eot_id:
         fixed = out.with_name(out.name + ".eot")
         script = tools.gguf_py / "gguf" / "scripts" / "gguf_new_metadata.py"
         run_tool([sys.executable, str(script), "--force", "--special-token", "eot", expected.eot_token,
@@ -104,16 +106,15 @@ def convert(merged: Path, out: Path, outtype: str, tools: Tools, expected: Expec
         os.replace(fixed, out)
 
 
-def check_vocab(path: Path, model_dir: Path) -> None:
-    """InputError unless the GGUF's vocabulary is the model's: its kind, then a probe encoded by both."""
+def check_vocab(path: Path, model_dir: Path, tokenizer: Any) -> None:
+    """InputError unless the GGUF's vocabulary is the model's (``tokenizer``, of ``model_dir``): its kind, then a probe
+    encoded by both."""
     import json
-
-    from transformers import AutoTokenizer
 
     spec = model_dir / "tokenizer.json"
     backend = json.loads(spec.read_text(encoding="utf-8")) if spec.is_file() else {}
     byte_level = "ByteLevel" in json.dumps([backend.get("pre_tokenizer"), backend.get("decoder")])
-    kind = read_metadata(path).get(MODEL_KEY)
+    kind = GGUFFile.of(path).metadata.get(MODEL_KEY)
     if byte_level and kind != "gpt2":
         fallback = (backend.get("model") or {}).get("byte_fallback")
         raise InputError(f"{spec}: a byte-level BPE, but llama.cpp's converter read it as {kind!r} (SentencePiece)"
@@ -126,13 +127,13 @@ def check_vocab(path: Path, model_dir: Path) -> None:
         ours = vocab.tokenize(PROBE.encode("utf-8"), add_bos=False, special=True)
     finally:
         vocab.close()
-    theirs = AutoTokenizer.from_pretrained(model_dir)(PROBE, add_special_tokens=False)["input_ids"]
+    theirs = tokenizer(PROBE, add_special_tokens=False)["input_ids"]
     if ours != theirs:
         first = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
                      min(len(ours), len(theirs)))
         raise InputError(f"{path.name}: llama.cpp encodes a probe text unlike {model_dir}'s tokenizer (from token "
                          f"{first}: {ours[first:first + 3]} vs {theirs[first:first + 3]}); its pre-tokenizer "
-                         f"{read_metadata(path).get('tokenizer.ggml.pre')!r} is not this tokenizer's")
+                         f"{GGUFFile.of(path).metadata.get('tokenizer.ggml.pre')!r} is not this tokenizer's")
 
 
 def run_tool(command: list[str], what: str) -> None:
@@ -157,26 +158,9 @@ def quantize(source: Path, out: Path, quant: str) -> None:
         raise InputError(f"llama_model_quantize {source.name} -> {quant} failed (status {status})")
 
 
-def read_metadata(path: Path) -> dict[str, Any]:
-    """The GGUF's metadata as Python values (token lists left out), and ``tensor_types``: type name -> count."""
-    from gguf import GGUFReader
-
-    try:
-        reader = GGUFReader(path, "r")
-    except (ValueError, OSError, IndexError, KeyError) as err:
-        raise InputError(f"{path}: not a readable GGUF file ({err})") from None
-    values = {key: field.contents() for key, field in reader.fields.items()
-              if not key.startswith(("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type",
-                                     "tokenizer.ggml.scores"))}
-    values["tensor_types"] = dict(Counter(tensor.tensor_type.name for tensor in reader.tensors))
-    values["n_tokens"] = len(reader.fields["tokenizer.ggml.tokens"].data) if "tokenizer.ggml.tokens" in reader.fields \
-        else 0
-    return values
-
-
 def check_file(path: Path, expected: Expected) -> dict[str, Any]:
     """Read ``path`` back: InputError unless it carries ``expected``'s template, eos and end-of-turn ids."""
-    meta = read_metadata(path)
+    meta = GGUFFile.of(path).metadata
     problems = []
     if meta.get(TEMPLATE_KEY) != expected.chat_template:
         problems.append("its chat template differs from the tokenizer's" if meta.get(TEMPLATE_KEY)
@@ -192,7 +176,8 @@ def check_file(path: Path, expected: Expected) -> dict[str, Any]:
 
 def record(path: Path, quant: str) -> dict[str, Any]:
     """What release.json and the card say of one GGUF file."""
-    meta = read_metadata(path)
-    return {"file": path.name, "quant": quant, "size": path.stat().st_size, "sha256": sha256_file(path),
+    gguf = GGUFFile.of(path)
+    meta = gguf.metadata
+    return {"file": path.name, "quant": quant, "size": path.stat().st_size, "sha256": gguf.sha256,
             "eos_id": meta.get(EOS_KEY), "eot_id": meta.get(EOT_KEY),
             "chat_template": bool(meta.get(TEMPLATE_KEY)), "tensor_types": meta["tensor_types"]}

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from common.files import sha256_file
-from eval.card_usage import MAX_NEW_TOKENS, SYSTEM_PROMPT
 from eval.fetch import HUB
 from eval.generation_check import percent
 from eval.published import TASKS, load_published
 from eval.report import Z95, ScoredRun, base_lines, generation_lines, load_run, our_cells, quant_lines, size_words
+from inference.card_usage import MAX_NEW_TOKENS, SYSTEM_PROMPT
 
 TRAINING_KEYS = ("rl", "rl_beta", "learning_rate", "lr_scheduler", "warmup_steps", "micro_batch_size",
                  "gradient_accumulation_steps", "num_epochs", "max_steps", "optimizer", "weight_decay",
@@ -179,7 +179,7 @@ def render_card(name: str, stages: list[Stage], results_path: Path | None, image
                 end_tokens: list[str], repo_id: str | None = None, ggufs: list[dict[str, Any]] | None = None,
                 quant_runs: dict[str, ScoredRun] | None = None) -> str:
     """The card's markdown: ``stages`` in training order (SFT, then DPO), the last one released; ``end_tokens``:
-    the chat template's end-of-turn tokens (eval/terminators.py), which the usage snippet stops on; ``ggufs``:
+    the chat template's end-of-turn tokens (inference/terminators.py), which the usage snippet stops on; ``ggufs``:
     release.json's GGUF records, ``quant_runs`` their scored results by type."""
     from huggingface_hub import ModelCard, ModelCardData
 

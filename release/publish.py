@@ -9,7 +9,6 @@ from the environment, never written anywhere. ``--dry-run`` lists the files with
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,17 @@ from typing import Any
 from common.errors import InputError
 from common.files import write_json_atomic
 from common.rundir import now
-from release.build import RELEASE_JSON, file_records
+from inference.gguf_file import RELEASE_JSON, read_release
+from release.build import file_records
 
 
 def checked(folder: Path) -> dict[str, Any]:
     """release.json of ``folder``, after its files and card are checked; InputError naming the first problem."""
     from huggingface_hub import ModelCard
 
-    if not (folder / RELEASE_JSON).is_file():
+    record = read_release(folder)
+    if record is None:
         raise InputError(f"{folder}: no {RELEASE_JSON} (build one with `python -m release build RUN`)")
-    record = json.loads((folder / RELEASE_JSON).read_text(encoding="utf-8"))
     found, recorded = file_records(folder), record.get("files") or {}
     for name in sorted(set(found) | set(recorded)):
         if found.get(name) != recorded.get(name):

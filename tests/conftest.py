@@ -62,10 +62,23 @@ def small_data(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tools():
-    """llama.cpp's converter and quantizer (and the binding), found in the cache or built the first time."""
-    from release.llama_cpp_tools import ensure
+    """llama.cpp's converter and quantizer (and the binding), found in the cache: never built by a test.
+    ``make test`` builds them first (``make gguf-tools``); without them, the tests that need them skip."""
+    from inference.llama_cpp_tools import ensure, pinned_tools
 
+    if not pinned_tools().built:
+        pytest.skip(f"llama.cpp's tools are not in {pinned_tools().home}: `make gguf-tools` builds them "
+                    "(`make test` runs it first)")
     return ensure()
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m "not slow" deselects
+def pytest_collection_modifyitems(items):
+    """A test that needs llama.cpp's tools (the ``tools`` fixture, itself or through ``exports``...) is slow: ``make
+    test-fast`` never runs it, so never builds or installs llama.cpp."""
+    for item in items:
+        if "tools" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """The floors follow the data (docs/architecture.md): raw -> data_prep -> recipe -> launch -> runs -> eval.
 
-common/ is the ground floor and imports none of ours; data_prep stands on common; eval reads prepared data and run
-folders (data_prep, common) and never launch; launch may rebuild a mixture (data_prep) and never imports eval;
-release (a run as a model to use) stands on top, and nothing imports it.
+common/ is the ground floor and imports none of ours; data_prep stands on common; inference (a trained model, used)
+stands on data_prep and imports neither eval, release nor launch; eval reads prepared data and run folders and uses
+models through inference, and never imports launch; launch may rebuild a mixture (data_prep) and never imports eval
+or inference; release (a run as a model to use) stands on top, and nothing imports it.
 Imports are read with ``ast`` (those inside functions too), so a lazy import cannot hide a wrong floor or a cycle.
 """
 
@@ -15,13 +16,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("common", "data_prep", "eval", "launch", "release")
+PACKAGES = ("common", "data_prep", "inference", "eval", "launch", "release")
 ALLOWED = {  # package -> the packages of ours it may import (itself always)
     "common": set(),
     "data_prep": {"common"},
-    "eval": {"common", "data_prep"},
+    "inference": {"common", "data_prep"},  # a trained model, used: below eval and release, beside launch
+    "eval": {"common", "data_prep", "inference"},
     "launch": {"common", "data_prep"},
-    "release": {"common", "data_prep", "eval", "launch"},  # the top floor: a run as a model to use
+    "release": {"common", "data_prep", "inference", "eval", "launch"},  # the top floor: a run as a model to use
 }
 
 
@@ -79,6 +81,14 @@ def test_data_prep_imports_neither_launch_nor_eval_and_eval_never_launch():
     assert not any(package(t) in {"launch", "eval"} for m, ts in GRAPH.items() if package(m) == "data_prep" for t in ts)
     assert not any(package(t) == "launch" for m, ts in GRAPH.items() if package(m) == "eval" for t in ts)
     assert GRAPH["data_prep.decontaminate"] and GRAPH["eval.run"]  # the parser found imports at all
+
+
+def test_inference_stands_below_eval_and_release_and_launch_never_imports_it():
+    wrong = sorted(f"{m} imports {t}" for m, ts in GRAPH.items() for t in ts
+                   if (package(m) == "inference" and package(t) in {"eval", "release", "launch"})
+                   or (package(m) == "launch" and package(t) == "inference"))
+    assert not wrong, "\n".join(wrong)
+    assert GRAPH["inference.reply"] and "inference.model_source" in GRAPH["eval.run"]  # the parser found them
 
 
 def test_release_is_the_top_floor_nothing_imports_it():
@@ -155,6 +165,33 @@ def test_a_run_folders_manifest_is_written_by_one_function():
                 found.append(f"{module}:{number}: {line.strip()}")
     assert [f.split(":")[0] for f in found] == ["common.rundir"], found
     assert "def write_manifest(" in MODULES["common.rundir"].read_text(encoding="utf-8")
+
+
+def constructs_a_gguf_reader(source: str) -> bool:
+    """Whether ``source`` calls gguf-py's ``GGUFReader`` (by any name it imports it as, or as ``gguf.GGUFReader``)."""
+    tree = ast.parse(source)
+    names = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+             and (node.module or "").split(".")[0] == "gguf" for alias in node.names if alias.name == "GGUFReader"}
+    calls = [node.func for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    return any((isinstance(func, ast.Name) and func.id in names)
+               or (isinstance(func, ast.Attribute) and func.attr == "GGUFReader") for func in calls)
+
+
+def test_one_module_outside_the_tests_constructs_a_gguf_reader():
+    """common.gguf_metadata reads GGUF metadata for every floor; inference.gguf_file.GGUFFile keeps what it read."""
+    sources = {**MODULES, **{module_name(p): p for p in sorted((ROOT / "bench").rglob("*.py"))}}
+    found = sorted(m for m, path in sources.items() if constructs_a_gguf_reader(path.read_text(encoding="utf-8")))
+    assert found == ["common.gguf_metadata"], found
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("from gguf import GGUFReader\nGGUFReader(p, 'r')", True),
+    ("from gguf.gguf_reader import GGUFReader as Reader\nReader(p)", True),
+    ("import gguf\ngguf.GGUFReader(p)", True),
+    ("from gguf import GGUFReader  # named only\n", False),
+])
+def test_the_gguf_reader_finder_finds_a_construction_and_only_one(source, expected):
+    assert constructs_a_gguf_reader(source) is expected
 
 
 # launch/'s rooms (launch/__init__.py): what each may import of launch. Its top holds only the commands.

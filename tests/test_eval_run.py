@@ -128,6 +128,43 @@ def test_default_run_is_the_latest_run_and_a_loud_pipeline_check_without_benchma
     assert len(prepared) == len(json.loads((FIXTURES / "pubmedqa" / "test_ground_truth.json").read_text()))
 
 
+def adapter_run(base: Path, root: Path) -> Path:
+    """A succeeded run folder with adapter/ (a fresh LoRA on ``base``) and no merged/."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    run = root / "runs" / "20260101-000000-sft-tiny"
+    lora = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    get_peft_model(AutoModelForCausalLM.from_pretrained(base), lora).save_pretrained(run / "adapter")
+    (run / "manifest.json").write_text(json.dumps({"stage": "sft", "status": "succeeded",
+                                                   "ended_at": "2026-01-01T00:10:00+00:00",
+                                                   "base_model": {"id": str(base), "local": True}}))
+    return run
+
+
+def test_a_run_without_merged_is_scored_as_its_adapter_on_its_base(tiny_llama3, tmp_path):
+    """The rules chat and release follow (inference/model_source.py): lm-eval loads the adapter as ``peft``."""
+    from eval import run
+
+    folder = adapter_run(tiny_llama3, tmp_path)
+    args = run.parse_args(["--model", str(folder), "--backend", "hf"])
+    source = run.resolve_model(args.model, args.runs_dir)
+    found = run.model_args(args, str(source.model.resolve()), source)
+    assert (source.run, found["pretrained"], found["peft"]) == (folder, str(tiny_llama3.resolve()),
+                                                                str(folder / "adapter"))
+
+
+@pytest.mark.slow
+def test_eval_run_scores_a_runs_adapter_on_its_base(tiny_llama3, tmp_path):
+    folder = adapter_run(tiny_llama3, tmp_path)
+    benchmarks = prepare_fixtures(tmp_path / "benchmarks", ["pubmedqa"])
+    result = eval_run("--model", str(folder), "--benchmarks", str(benchmarks), "--limit", "2", "--no-base",
+                      cwd=tmp_path)
+    assert "(its adapter on its base)" in result.stdout
+    summary = json.loads((folder / "eval" / "results.json").read_text())["summary"]
+    assert summary["adapter"] == str((folder / "adapter").resolve()) and summary["tasks"]["pubmedqa"]["n"] == 2
+
+
 def test_a_plain_model_path_needs_an_output_folder(tiny_llama3):
     from eval import run
 

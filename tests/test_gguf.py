@@ -6,10 +6,11 @@
   borrows a known vocabulary.
 - ``default``: the embedded default model (SmolLM2-135M-Instruct, ``make model``).
 
-The tools are llama-cpp-python's pinned source build (release/llama_cpp_tools.py): ``make test`` builds or finds
-them first; here ``ensure()`` only finds them (or builds them, the first time). Nothing is mocked. The models and
-their exports are conftest.py's fixtures (``tools``, ``default_model``, ``tiny``, ``exports``), shared with
-tests/test_gguf_scoring.py.
+The tools are llama-cpp-python's pinned source build (inference/llama_cpp_tools.py): ``make test`` builds or finds
+them first (``make gguf-tools``); a test never builds them. The tests that need them are slow (conftest.py marks
+every test that uses ``tools``), so ``make test-fast`` leaves them out, and they skip, saying why, where the cache
+lacks them. Nothing is mocked. The models and their exports are conftest.py's fixtures (``tools``,
+``default_model``, ``tiny``, ``exports``), shared with tests/test_gguf_scoring.py.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from pathlib import Path
 import pytest
 from helpers import GGUF_QUANTS, ROOT, refused_in_one_line
 
-from eval.card_usage import SYSTEM_PROMPT
-from eval.gguf_model import GGUFModel, gguf_record
-from eval.reply import Decoding, new_tokens, reply_of
+from inference.card_usage import SYSTEM_PROMPT
+from inference.gguf_file import GGUFFile
+from inference.gguf_model import GGUFModel
+from inference.reply import Decoding, new_tokens, reply_of
 from release import gguf
 from release.__main__ import main as release_main
 
@@ -62,11 +64,11 @@ def test_each_file_carries_the_chat_template_eos_and_end_of_turn_ids(exports, ti
     tokenizer = AutoTokenizer.from_pretrained(merged_of(name, tiny, default_model))
     end_of_turn = "<|eot_id|>" if name == "tiny" else "<|im_end|>"
     for quant, path in exports[name].items():
-        meta = gguf.read_metadata(path)  # the gguf reader, reading the file back
+        meta = GGUFFile.of(path).metadata  # the gguf reader, reading the file back
         assert meta[gguf.TEMPLATE_KEY] == tokenizer.chat_template
         assert meta[gguf.EOS_KEY] == tokenizer.eos_token_id
         assert meta[gguf.EOT_KEY] == tokenizer.convert_tokens_to_ids(end_of_turn)
-        assert gguf_record(path)["quant"] == quant
+        assert GGUFFile.of(path).quant == quant
         kinds = set(meta["tensor_types"])
         assert {"F16": "F16", "Q8_0": "Q8_0", "Q4_K_M": "Q4_K"}[quant] in kinds, (quant, kinds)
     sizes = [exports[name][q].stat().st_size for q in QUANTS]
@@ -91,7 +93,7 @@ def test_llama_cpp_loads_each_file_generates_and_stops_on_the_end_of_turn_token(
 
 
 def merged_model(path: Path):
-    from eval.model_source import find_source, load_model
+    from inference.model_source import find_source, load_model
 
     return load_model(find_source(str(path)))
 
@@ -171,7 +173,7 @@ def test_a_truncated_or_foreign_file_is_refused_in_one_line(exports, tmp_path, c
 def test_a_first_build_without_a_compiler_is_one_line(tmp_path):
     bare = tmp_path / "bin"
     bare.mkdir()
-    done = subprocess.run([sys.executable, "-m", "release", "tools"], cwd=ROOT, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "inference.llama_cpp_tools"], cwd=ROOT, capture_output=True, text=True,
                           env={"PATH": str(bare), "OPENBIOLLM_CACHE": str(tmp_path / "cache"), "HOME": str(tmp_path)})
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().count("\n") == 0 and "needs a C and a C++ compiler" in done.stderr
@@ -191,14 +193,27 @@ def test_generate_and_chat_answer_from_a_gguf_as_from_a_run(exports, capsys):
 
 
 def test_a_release_carries_its_ggufs_answered_by_llama_cpp_and_scored_beside_merged(default_model, tools, tmp_path,
-                                                                                     capsys):
-    from test_release_build import make_runs, summary
+                                                                                     capsys, monkeypatch):
+    from collections import Counter
 
+    from test_release_build import make_runs, summary
+    from transformers import AutoTokenizer
+
+    import inference.gguf_file
+    import release.build
     from eval.benchmarks import TASKS
     from eval.lm_eval_tasks import FIXTURES
     from eval.prepare import prepare
     from eval.report import main as report_main
     from release.build import build_release
+
+    hashed, loaded = Counter(), Counter()  # file name -> sha256 computed; folder -> tokenizer loaded
+    for module in (inference.gguf_file, release.build):
+        monkeypatch.setattr(module, "sha256_file", lambda path, real=module.sha256_file: hashed.update([path.name])
+                            or real(path))
+    real_load = AutoTokenizer.from_pretrained
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", lambda path, *rest, **named: loaded.update([Path(path)])
+                        or real_load(path, *rest, **named))
 
     run = make_runs(tmp_path, default_model, summary(True, {"pubmedqa": (0.4, 5)}))
     fixtures = run / "eval" / "benchmarks"  # what a pipeline check prepares and records (eval run)
@@ -208,6 +223,8 @@ def test_a_release_carries_its_ggufs_answered_by_llama_cpp_and_scored_beside_mer
     (run / "eval/results.json").write_text(json.dumps(results))
     release = build_release(run, out=tmp_path / "releases", quants=["F16", "Q8_0"])
     record = json.loads((release / "release.json").read_text())
+    assert [hashed[g["file"]] for g in record["gguf"]] == [1, 1]  # GGUFFile: hashed once, for eval and release.json
+    assert loaded[run / "merged"] == 1  # the merged tokenizer: once, for the GGUFs, the terminators and the card
     assert [g["quant"] for g in record["gguf"]] == ["F16", "Q8_0"]
     for entry in record["gguf"]:
         path = f"gguf/{entry['file']}"

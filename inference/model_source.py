@@ -1,24 +1,27 @@
-"""RUN_OR_MODEL -> a loaded model and tokenizer: a run's merged/, else its adapter/ on its base, or a model folder.
+"""What to load, and loading it: the one resolver of ``eval run``, ``eval generate-check``, ``release chat|generate``
+and ``release build``. Its rules, in order:
 
-    runs/<id>            merged/ when there, else adapter/ on the base its manifest names
+    (none named)         the latest usable run: the latest succeeded dpo run, else the latest succeeded sft run
+    X.gguf               a GGUF file, run by llama.cpp (inference/gguf_model.py)
+    runs/<id>            a run (manifest.json), refused unless it succeeded: merged/ when there, else adapter/ on
+                         the base its manifest names
     runs/<id>/adapter    (any LoRA adapter folder) on the base in its adapter_config.json
     models/<name>        a plain model folder (config.json)
-    X.gguf               a GGUF file, run by llama.cpp (eval/gguf_model.py)
 
-Local folders only, and never ``trust_remote_code``. Anything else is refused in one line before torch loads.
+Local files only, and never ``trust_remote_code``. Anything else is refused in one line before torch loads.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from common import quiet
 from common.errors import InputError
-from common.rundir import MANIFEST, latest_run, read_manifest
+from common.rundir import MANIFEST, latest_succeeded, read_manifest
+from inference.gguf_file import GGUFFile, is_gguf
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -30,28 +33,34 @@ class Source:
     model: Path
     tokenizer: Path
     adapter: Path | None = None
+    run: Path | None = None  # the run folder it came from
 
     def describe(self) -> str:
         return f"{self.adapter} on {self.model}" if self.adapter else str(self.model)
 
 
-def default_run(runs_dir: Path = Path("runs")) -> Path:
-    """The latest successful dpo run, else sft (``make chat`` without RUN)."""
+def latest_usable_run(runs_dir: Path = Path("runs")) -> Path:
+    """The latest succeeded dpo run, else sft (``make chat``, ``make eval``, ``make release`` without RUN)."""
     for stage in ("dpo", "sft"):
-        try:
-            return latest_run(runs_dir, stage)
-        except SystemExit:
-            continue
-    raise InputError(f"no successful dpo or sft run in {runs_dir}/: run `make sft` first, or name a model folder")
+        if run := latest_succeeded(runs_dir, stage):
+            return run
+    raise InputError(f"no successful dpo or sft run in {runs_dir}/: run `make sft` first, or name a model")
 
 
-def find_source(spec: str) -> Source:
-    """The folders ``spec`` (a run, an adapter or a model folder) names; InputError when it names none."""
-    path = Path(spec)
-    if path.suffix.lower() == ".gguf":
-        from eval.gguf_model import check_gguf_file
+def succeeded_manifest(run: Path) -> dict[str, Any]:
+    """``run``'s manifest; InputError unless the run succeeded (a failed, stopped or running run is never used)."""
+    manifest = read_manifest(run)
+    if manifest.get("status") != "succeeded":
+        raise InputError(f"{run}: run status is {manifest.get('status')!r}; only a succeeded run is used")
+    return manifest
 
-        check_gguf_file(path)
+
+def find_source(spec: str | Path | None, runs_dir: Path = Path("runs")) -> Source:
+    """What ``spec`` (a GGUF, a run, an adapter or a model folder; None: the latest usable run in ``runs_dir``)
+    names, by the module's rules; InputError when it names none."""
+    path = Path(spec) if spec is not None else latest_usable_run(runs_dir)
+    if is_gguf(path):
+        GGUFFile.of(path)
         return Source(model=path, tokenizer=path)
     if (path / MANIFEST).is_file():
         return run_source(path)
@@ -60,19 +69,17 @@ def find_source(spec: str) -> Source:
     if (path / "config.json").is_file():
         return Source(model=path, tokenizer=path)
     what = "no such folder" if not path.exists() else "neither a run (manifest.json) nor a model (config.json)"
-    raise InputError(f"{spec}: {what}; give runs/<id>, an adapter folder, a model folder or a .gguf file")
+    raise InputError(f"{path}: {what}; give runs/<id>, an adapter folder, a model folder or a .gguf file")
 
 
 def run_source(run: Path) -> Source:
-    """A run's merged/ model, else its adapter/ on its base."""
-    status = read_manifest(run).get("status")
-    if status != "succeeded":
-        print(f"warning: {run}: run status is {status!r}; its model may be unfinished", file=sys.stderr)
+    """A succeeded run's merged/ model, else its adapter/ on its base."""
+    succeeded_manifest(run)
     if (run / "merged" / "config.json").is_file():
-        return Source(model=run / "merged", tokenizer=run / "merged")
+        return Source(model=run / "merged", tokenizer=run / "merged", run=run)
     if (run / "adapter" / ADAPTER_CONFIG).is_file():
-        return adapter_source(run / "adapter", run_base(run))
-    raise InputError(f"{run}: the run has neither merged/ nor adapter/ (status {status!r}): nothing to load")
+        return replace(adapter_source(run / "adapter", run_base(run)), run=run)
+    raise InputError(f"{run}: the run has neither merged/ nor adapter/: nothing to load")
 
 
 def run_base(run: Path) -> Path:
@@ -108,8 +115,8 @@ def adapter_source(adapter: Path, base: Path) -> Source:
 
 def load_model(source: Source) -> tuple[Any, Any]:
     """(model in eval mode on the GPU when there is one, tokenizer); a GGUF file: llama.cpp's model and vocabulary."""
-    if source.model.suffix.lower() == ".gguf":
-        from eval.gguf_model import load_gguf
+    if is_gguf(source.model):
+        from inference.gguf_model import load_gguf
 
         return load_gguf(source.model)
     import torch

@@ -1,11 +1,12 @@
 """llama.cpp's own GGUF tools, built once from llama-cpp-python's pinned source package and cached.
 
-    python -m release tools     find them, else build them (the first time: about 15 min on 2 cores); say where
+    make gguf-tools                         find them, else build them (the first time: about 15 min on 2 cores)
+    python -m inference.llama_cpp_tools     the same (``python -m release tools`` too)
 
 llama-cpp-python's source package vendors llama.cpp. Its ``convert_hf_to_gguf.py`` (with ``conversion/`` and
 ``gguf-py/``) writes a model folder as an F16 GGUF; the binding's ``llama_model_quantize`` quantizes it, and the
-binding loads and runs GGUF files (release/gguf.py, eval/gguf_model.py). The version is the one constraints.txt
-pins. The cache, ``$OPENBIOLLM_CACHE`` (default ``~/.cache/openbiollm-recipes``), holds
+binding loads and runs GGUF files (release/gguf.py, inference/gguf_model.py, eval's llama-cpp backend). The version
+is the one constraints.txt pins. The cache, ``$OPENBIOLLM_CACHE`` (default ``~/.cache/openbiollm-recipes``), holds
 
     llama-cpp-python-<version>/wheel/*.whl     the built binding, installed into this environment
     llama-cpp-python-<version>/llama.cpp/      convert_hf_to_gguf.py, conversion/, gguf-py/ and llama.cpp's LICENSE
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from common.errors import InputError
+from common.errors import InputError, one_line_errors, split_debug
 from common.progress import StepLine, clock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +63,17 @@ class Tools:
         wheels = sorted((self.home / "wheel").glob(f"{DISTRIBUTION}-{self.version}-*.whl"))
         return wheels[0] if wheels else None
 
+    @property
+    def built(self) -> bool:
+        """Whether the cache holds them whole."""
+        return self.wheel is not None and self.converter.is_file()
+
+
+def pinned_tools() -> Tools:
+    """The tools of the pinned version, where the cache keeps them (built or not)."""
+    version = pinned_version()
+    return Tools(version, cache_root() / f"llama-cpp-python-{version}")
+
 
 def pinned_version(constraints: Path = CONSTRAINTS) -> str:
     """The llama-cpp-python version constraints.txt pins."""
@@ -86,11 +98,10 @@ def installed_version() -> str | None:
 def ensure(stream: TextIO | None = None) -> Tools:
     """The pinned tools, built into the cache when missing and installed here when another version (or none) is."""
     stream = stream or sys.stderr
-    version = pinned_version()
-    tools = Tools(version, cache_root() / f"llama-cpp-python-{version}")
-    if tools.wheel is None or not tools.converter.is_file():
+    tools = pinned_tools()
+    if not tools.built:
         build_tools(tools, stream)
-    if installed_version() != version:
+    if installed_version() != tools.version:
         install_wheel(tools, stream)
     return tools
 
@@ -175,8 +186,14 @@ def install_wheel(tools: Tools, stream: TextIO) -> None:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m release tools", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m inference.llama_cpp_tools", description=__doc__.split("\n\n")[0])
     parser.parse_args(argv)
     start = time.monotonic()
     tools = ensure()
     print(f"llama.cpp tools: llama-cpp-python {tools.version} in {tools.home} ({clock(time.monotonic() - start)})")
+
+
+if __name__ == "__main__":  # make gguf-tools
+    debug, argv = split_debug(sys.argv[1:])
+    with one_line_errors(debug):
+        main(argv)

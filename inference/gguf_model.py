@@ -3,9 +3,10 @@
 The file's own tokenizer and chat template: the template is rendered as transformers renders it (its jinja
 environment, ``add_generation_prompt``), llama.cpp tokenizes the prompt with special tokens parsed and decodes
 greedily (or with the card's top-p sampling), and the reply stops on the same terminators as a run's model
-(eval/terminators.py: eos and every end-of-turn token of the template). :class:`GGUFTokenizer` gives the few
-tokenizer methods eval/reply.py and the generation check use, so their answers read the same for both.
-The binding is built once by ``python -m release tools`` (``make release`` and ``make test`` run it).
+(inference/terminators.py: eos and every end-of-turn token of the template). :class:`GGUFTokenizer` gives the few
+tokenizer methods inference/reply.py and the generation check use, so their answers read the same for both.
+The binding is built once by ``make gguf-tools`` (inference/llama_cpp_tools.py; ``make release`` and ``make test``
+run it).
 """
 
 from __future__ import annotations
@@ -16,47 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import InputError
-from eval.card_usage import TOP_P
-from eval.terminators import terminators
+from inference.card_usage import TOP_P
+from inference.gguf_file import GGUFFile
+from inference.terminators import terminators
 
-MAGIC = b"GGUF"
 MAX_CONTEXT = 8192  # ours: the KV cache is sized for this at most; Llama-3's own context length
-
-
-def check_gguf_file(path: Path) -> None:
-    """InputError unless ``path`` is a readable file that starts like a GGUF."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    with open(path, "rb") as handle:
-        if handle.read(4) != MAGIC:
-            raise InputError(f"{path}: not a GGUF file (it does not start with 'GGUF')")
-
-
-def gguf_record(path: Path) -> dict[str, Any]:
-    """What results name a GGUF by: file, quantization (llama.cpp's file type: F16, Q8_0, Q4_K_M...), size, sha256."""
-    from gguf import GGUFReader, LlamaFileType
-
-    from common.files import sha256_file
-
-    check_gguf_file(path)
-    try:
-        field = GGUFReader(path, "r").fields.get("general.file_type")
-    except (ValueError, OSError, IndexError, KeyError) as err:
-        raise InputError(f"{path}: not a readable GGUF file ({err}); truncated?") from None
-    kind = LlamaFileType(int(field.contents())).name if field is not None else "unknown"
-    return {"file": path.name, "quant": kind.removeprefix("MOSTLY_").removeprefix("ALL_"),
-            "size": path.stat().st_size, "sha256": sha256_file(path)}
-
-
-def release_eval_dir(path: Path, quant: str) -> Path | None:
-    """``runs/<id>/eval/gguf/<QUANT>/`` for a GGUF in a release's ``gguf/`` folder (its release.json names the run)."""
-    import json
-
-    release = path.resolve().parent.parent / "release.json"
-    if path.resolve().parent.name != "gguf" or not release.is_file():
-        return None
-    runs = json.loads(release.read_text(encoding="utf-8")).get("runs") or []
-    return Path(runs[-1]["path"]) / "eval" / "gguf" / quant if runs and runs[-1].get("path") else None
 
 
 def cores() -> int:
@@ -71,13 +36,13 @@ def import_llama_cpp() -> Any:
     try:
         import llama_cpp
     except ImportError:
-        raise InputError("llama-cpp-python is not installed here: run `python -m release tools` "
-                         "(built once, about 3-15 min, then cached)") from None
+        raise InputError("llama-cpp-python is not installed here: run `make gguf-tools` (python -m "
+                         "inference.llama_cpp_tools; built once, about 3-15 min, then cached)") from None
     return llama_cpp
 
 
 class GGUFTokenizer:
-    """The GGUF's vocabulary, with the tokenizer methods eval/reply.py uses."""
+    """The GGUF's vocabulary, with the tokenizer methods inference/reply.py uses."""
 
     def __init__(self, llm: Any, path: Path) -> None:
         llama_cpp = import_llama_cpp()
@@ -92,7 +57,8 @@ class GGUFTokenizer:
         self.bos_token_id = bos if bos >= 0 else None
         self.bos_token = self.tokens[bos] if bos >= 0 else ""
         self.eos_token = self.tokens[self.eos_token_id] if self.eos_token_id is not None else ""
-        self.pad_token, self.pad_token_id = None, None  # what lm-eval records of a tokenizer (results' config)
+        # read by lm-eval's add_tokenizer_info (results.json), which records nothing of the tokenizer without them
+        self.pad_token, self.pad_token_id = None, None
 
     def get_vocab(self) -> dict[str, int]:
         return dict(self.ids)
@@ -124,13 +90,13 @@ class GGUFTokenizer:
 
 
 class GGUFModel:
-    """A loaded GGUF; ``new_tokens`` answers as eval/reply.py's ``new_tokens`` does for a transformers model."""
+    """A loaded GGUF; ``new_tokens`` answers as inference/reply.py's ``new_tokens`` does for a transformers model."""
 
     is_gguf = True
 
     def __init__(self, path: Path, context: int | None = None, threads: int | None = None,
                  gpu_layers: int = 0) -> None:
-        check_gguf_file(path)
+        GGUFFile.of(path)
         llama_cpp = import_llama_cpp()
         threads = threads or cores()
         try:
@@ -142,16 +108,6 @@ class GGUFModel:
         atexit.register(self.llm.close)  # before interpreter teardown, where the binding's __del__ fails
         self.path = path
         self.tokenizer = GGUFTokenizer(self.llm, path)
-        self.device = "cpu"
-
-    def logits(self, ids: list[int]) -> Any:
-        """The next-token logits after each of ``ids`` (n_tokens x vocab), for the round-trip comparison."""
-        import numpy as np
-
-        self.llm.reset()
-        self.llm.context_params.logits_all = True
-        self.llm.eval(ids)
-        return np.array(self.llm.scores[: len(ids)])
 
     def new_tokens(self, messages: list[dict[str, str]], decoding: Any, streamer: Any = None
                    ) -> tuple[list[int], list[int]]:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.errors import InputError, positive_int
-from eval.card_usage import MAX_NEW_TOKENS, SYSTEM_PROMPT, TOP_P
-from eval.terminators import END_OF_TURN_TOKENS, SAMPLING_KEYS, terminators
+from inference.card_usage import MAX_NEW_TOKENS, SYSTEM_PROMPT, TOP_P
+from inference.terminators import END_OF_TURN_TOKENS, SAMPLING_KEYS, terminators
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def respond(model: Any, tokenizer: Any, messages: list[dict[str, str]], decoding
 def new_tokens(model: Any, tokenizer: Any, messages: list[dict[str, str]], decoding: Decoding,
                streamer: Any = None) -> tuple[list[int], list[int]]:
     """(the next turn's new token ids, the stopping one included; the ids that stop it)."""
-    if getattr(model, "is_gguf", False):  # eval/gguf_model.py: llama.cpp answers
+    if getattr(model, "is_gguf", False):  # inference/gguf_model.py: llama.cpp answers
         return model.new_tokens(messages, decoding, streamer)
     import torch
 
