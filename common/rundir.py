@@ -291,6 +291,18 @@ def relocate(stage: Path, final: Path) -> None:
                 path.write_text(new, encoding="utf-8", errors="surrogateescape")
 
 
+STAGED: dict[Path, Path] = {}  # a stage being written -> the place it is renamed to (what terminals show)
+
+
+def final_place(path: Path) -> Path:
+    """``path``, inside a stage being written, as it will be once renamed in: for lines on the terminal."""
+    resolved = path.resolve()
+    for stage, target in STAGED.items():
+        if resolved.is_relative_to(stage):
+            return target / resolved.relative_to(stage)
+    return path
+
+
 class RunWriter:
     """A finished run folder, locked, for eval and release to write into: results staged aside and renamed in
     whole, the manifest updated; a failure leaves the folder as it was.
@@ -341,6 +353,7 @@ class RunWriter:
         os.umask(umask)
         stage.chmod(0o777 & ~umask)  # mkdtemp makes 0700; give it the mode mkdir would have
         target = self.path.resolve() / name
+        STAGED[stage] = target
         try:
             yield stage
             relocate(stage, target)
@@ -349,6 +362,8 @@ class RunWriter:
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
+        finally:
+            STAGED.pop(stage, None)
 
     def put(self, staged: Path, name: str) -> None:
         """Rename a file or folder written aside into ``<run>/<name>``, replacing the old one whole."""

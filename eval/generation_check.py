@@ -38,7 +38,7 @@ from common.capture import output_to_log
 from common.errors import InputError, positive_int
 from common.files import write_json_atomic
 from common.progress import StepLine, clock
-from common.rundir import RunWriter, read_manifest
+from common.rundir import RunWriter, final_place, read_manifest
 from inference.card_usage import MAX_NEW_TOKENS
 from inference.gguf_file import GGUFFile, is_gguf
 from inference.model_source import find_source, load_model
@@ -185,7 +185,7 @@ def check_summary(result: dict[str, Any], out: Path, seconds: float, run: Path |
     case, row = min(result["use_cases"].items(), key=lambda item: item[1]["stop_rate"])
     return [f"generation check done in {clock(seconds)}: {figure_words(result['overall'])}; "
             f"stops least: {case} {percent(row['stop_rate'])}",
-            f"  answers     {out}; next: python -m eval report {run or out.parent}"]
+            f"  answers     {final_place(out)}; next: python -m eval report {run or final_place(out).parent}"]
 
 
 def run_check(args: argparse.Namespace) -> dict[str, Any]:

@@ -50,7 +50,7 @@ from common.errors import InputError
 from common.files import atomic_writer, sha256_file, write_json_atomic
 from common.host import hardware
 from common.progress import StepLine, clock
-from common.rundir import RunWriter, now
+from common.rundir import RunWriter, final_place, now
 from common.secrets import redact, secret_values
 from eval.benchmarks import TASKS
 from eval.lm_eval_tasks import (
@@ -342,8 +342,9 @@ class EvalProgress:
 
 
 def shown_path(path: Path) -> str:
-    """``path`` relative to the current folder when inside it (shorter lines), else absolute."""
-    path = path.resolve()
+    """``path`` relative to the current folder when inside it (shorter lines), else absolute; a path in a stage
+    being written (``eval all``), as it will be once renamed in."""
+    path = final_place(path).resolve()
     return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
