@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from helpers import ROOT, refused_in_one_line
 from test_release_build import make_runs, merged  # noqa: F401  (merged: the rigged tiny model, a fixture)
 
-from common.rundir import LOCK_FILE, RunWriter, verify_outputs
+from common.rundir import LOCK_FILE, RunWriter, hash_folder, verify_outputs
 from release import build as build_module
 from release.__main__ import main as release_main
 from release.build import build_release
@@ -159,3 +160,36 @@ def test_a_writer_waits_for_nobody_and_a_launcher_can_hand_its_lock_down(run, mo
         with pytest.raises(SystemExit):
             RunWriter.open(run.parent)  # not the run handed down
         assert writer.lock is not None
+
+
+def test_launch_eval_and_the_chains_eval_job_run_what_make_eval_runs(tmp_path):
+    from launch.lifecycle.topology import Topology
+    from launch.runner.followup import command_for
+    from launch.submit.submission import Submission, job_command
+
+    make = subprocess.run(["make", "-n", "-f", str(ROOT / "Makefile"), "-o", ".venv/.installed", "-o",
+                           "data/benchmarks/.prepared", "eval", "RUN=runs/x", "PY=python",
+                           f"PUBLISHED_EVAL={ROOT / 'data/published/eval'}"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert make.stdout.split() == ["python", "-m", "eval", "all", "--model", "runs/x"], make.stdout
+    assert command_for("eval", Path("runs/x"))[1:] == ["-m", "eval", "all", "--model", "runs/x"]
+    job = job_command(Submission("eval", Path("runs/x"), Path("c.yaml")), Topology(), None)
+    assert job == ["python", "-m", "launch", "eval", "runs/x"]  # the chain's eval step: launch eval, above
+
+
+@pytest.mark.slow
+def test_launch_eval_runs_scores_generation_check_and_report_under_the_lock_it_holds(tiny_llama3, tmp_path):
+    run = tmp_path / "runs" / "20260101-000000-sft-tiny"
+    shutil.copytree(tiny_llama3, run / "merged")
+    (run / "manifest.json").write_text(json.dumps({
+        "run_id": run.name, "stage": "sft", "status": "succeeded", "ended_at": "2026-01-01T00:10:00+00:00",
+        "output_sha256": {"merged": hash_folder(run / "merged")}}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_DATASETS_CACHE": str(tmp_path / ".hf-datasets")}
+    done = subprocess.run([sys.executable, "-m", "launch", "eval", str(run)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for name in ("results.json", "generation_check.json", "report.md"):
+        assert (run / "eval" / name).is_file(), name
+    record = json.loads((run / "manifest.json").read_text())
+    assert record["eval"]["steps"] == ["scores", "generation check", "report"]  # eval all's, kept by the launcher
+    assert [(f["stage"], f["status"]) for f in record["followups"]] == [("eval", "succeeded")]
