@@ -72,6 +72,7 @@ def followup_locked(stage: str, run: Run, root: Path) -> Path:
         entry["log_tail"] = tail
     elif stage == "merge":
         place_merged(run.path)  # a requeued merge replaces a partial one
+        run.record_output("adapter", "adapter")  # the merge writes into adapter/ too (Axolotl's debug.log)
         run.record_output("merged", "merged")
     run.append("followups", entry)
     if oom:

@@ -247,10 +247,12 @@ def run_steps(request: StageRun, run: Run, stopper: Stopper) -> Path:
         if code != 0:
             end_failed(run, attempt, step, code, log_name, tail, request.stage)
         if step == "train":
-            run.record_output("adapter", "adapter")
+            if "merge" not in steps:  # else after the merge, which writes into adapter/ too (Axolotl's debug.log)
+                run.record_output("adapter", "adapter")
             record_train_step(run, run.path / log_name)  # for `launch reproduce`
         if step == "merge":
             place_merged(run.path)
+            run.record_output("adapter", "adapter")
             run.record_output("merged", "merged")
 
     run.finish(exit_code=0)
