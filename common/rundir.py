@@ -37,6 +37,7 @@ from typing import Any
 
 from common.errors import InputError
 from common.files import sha256_file, write_json_atomic
+from common.secrets import redact_text, secret_values
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 LOCK_FILE = ".lock"
@@ -154,11 +155,12 @@ class RunLock:
 
 
 def command_line(limit: int = 400) -> str:
-    """This process's command as a user typed it (``python -m release build runs/x``), cut at ``limit`` characters."""
+    """This process's command as a user typed it (``python -m release build runs/x``), secrets redacted, cut at
+    ``limit`` characters."""
     argv = list(sys.argv)
     if argv and Path(argv[0]).name == "__main__.py":
         argv[0:1] = ["python", "-m", Path(argv[0]).parent.name]
-    text = " ".join(argv)
+    text = redact_text(" ".join(argv), secret_values())  # the lock file and the busy line name no secret
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

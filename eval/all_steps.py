@@ -2,7 +2,7 @@
 
     make eval [RUN=runs/<id>]              # python -m eval all [--model runs/<id>]
     python -m launch eval runs/<id>        # the same command, under the lock the launcher holds
-    make sft SLURM=...                     # the chain's eval job: python -m launch eval runs/<id>
+    make all SLURM=...                     # the chain's eval job: python -m launch eval runs/<id>
 
 Three steps, in this order: the scores (``eval run``: zero-shot lm-eval on the benchmarks, beside the base), the
 generation check (``eval generate-check``: does the model end its turn; it catches an untrained end-of-turn token,
