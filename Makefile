@@ -121,11 +121,11 @@ $(BENCHMARKS_STAMP): $(shell find $(PUBLISHED_EVAL) -type f) eval/prepare.py $(w
 # FULL=1 scores every item), beside the run's base model on the same items (its outcomes committed in
 # docs/baseline/ for the default, cached or scored otherwise), the generation check (greedy answers: does the model
 # end its turn?), then the report beside the model card. RUN=runs/<id> picks the run (default: the latest, dpo over
-# sft); EVAL_ARGS passes more to eval run, e.g. EVAL_ARGS="--full pubmedqa". Each command prints its own header.
+# sft); EVAL_ARGS passes more to eval run, e.g. EVAL_ARGS="--full pubmedqa". One command, eval/all_steps.py, the one
+# `python -m launch eval` and the SLURM chain's eval step run too: the run locked, its files checked against their
+# hashes, eval/ replaced whole.
 eval: $(STAMP) $(BENCHMARKS_STAMP)
-	@$(PY) -m eval run $(if $(RUN),--model $(RUN)) $(if $(FULL),--full) $(VERBOSE_FLAG) $(EVAL_ARGS)
-	@$(PY) -m eval generate-check $(if $(RUN),--model $(RUN)) $(VERBOSE_FLAG)
-	@$(PY) -m eval report --brief $(or $(RUN),$$(ls -td runs/*/eval/results.json | head -1))
+	@$(PY) -m eval all $(if $(RUN),--model $(RUN)) $(if $(FULL),--full) $(VERBOSE_FLAG) $(EVAL_ARGS)
 
 # The card's system prompt, greedy decoding, streamed replies (release/chat.py). RUN=runs/<id> (its merged/, else its
 # adapter/ on its base) or a model folder; default: the latest successful dpo run, else sft. CHAT_ARGS passes more,

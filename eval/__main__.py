@@ -5,6 +5,7 @@
     python -m eval run --model PATH_OR_RUN [...]       lm-eval, zero-shot, on the local task YAMLs
     python -m eval generate-check [--model RUN]        greedy answers: does the model end its turn? (stop rate...)
     python -m eval report RESULTS... [--out report.md] a table against the model card, with a chart
+    python -m eval all [--model RUN] [...]             run, generate-check, report: a run's whole evaluation
     python -m eval baseline RESULTS_DIR --out DIR      a base model's full test-set eval, committed (docs/baseline/)
 
 Bad input ends with one line naming the file or option (exit 2); --debug shows the traceback.
@@ -21,7 +22,7 @@ from common import progress, quiet
 from common.errors import one_line_errors, split_debug
 
 COMMANDS = {"prepare": "eval.prepare", "run": "eval.run", "generate-check": "eval.generation_check",
-            "report": "eval.report", "baseline": "eval.commit_baseline"}
+            "report": "eval.report", "baseline": "eval.commit_baseline", "all": "eval.all_steps"}
 
 
 def main(argv: list[str] | None = None) -> None:

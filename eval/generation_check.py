@@ -38,7 +38,7 @@ from common.capture import output_to_log
 from common.errors import InputError, positive_int
 from common.files import write_json_atomic
 from common.progress import StepLine, clock
-from common.rundir import read_manifest
+from common.rundir import RunWriter, final_place, read_manifest
 from inference.card_usage import MAX_NEW_TOKENS
 from inference.gguf_file import GGUFFile, is_gguf
 from inference.model_source import find_source, load_model
@@ -185,7 +185,7 @@ def check_summary(result: dict[str, Any], out: Path, seconds: float, run: Path |
     case, row = min(result["use_cases"].items(), key=lambda item: item[1]["stop_rate"])
     return [f"generation check done in {clock(seconds)}: {figure_words(result['overall'])}; "
             f"stops least: {case} {percent(row['stop_rate'])}",
-            f"  answers     {out}; next: python -m eval report {run or out.parent}"]
+            f"  answers     {final_place(out)}; next: python -m eval report {run or final_place(out).parent}"]
 
 
 def run_check(args: argparse.Namespace) -> dict[str, Any]:
@@ -239,5 +239,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """``python -m eval generate-check ...``; returns what generation_check.json holds."""
-    return run_check(parse_args(sys.argv[1:] if argv is None else argv))
+    """``python -m eval generate-check ...``; returns what generation_check.json holds. Into a run's ``eval/``
+    (no ``--out``), under the run's lock, its adapter/ and merged/ checked against the manifest's hashes first."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.out is not None:
+        return run_check(args)
+    gguf = bool(args.model and is_gguf(args.model))
+    run = GGUFFile.of(args.model).release_run() if gguf else find_source(args.model).run
+    if run is None:
+        return run_check(args)
+    if not gguf:
+        args.model = str(run)  # the run locked is the run checked
+    with RunWriter.open(run) as writer:
+        if not gguf:
+            writer.verify()
+        return run_check(args)

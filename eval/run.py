@@ -50,7 +50,7 @@ from common.errors import InputError
 from common.files import atomic_writer, sha256_file, write_json_atomic
 from common.host import hardware
 from common.progress import StepLine, clock
-from common.rundir import now
+from common.rundir import RunWriter, final_place, now
 from common.secrets import redact, secret_values
 from eval.benchmarks import TASKS
 from eval.lm_eval_tasks import (
@@ -342,8 +342,9 @@ class EvalProgress:
 
 
 def shown_path(path: Path) -> str:
-    """``path`` relative to the current folder when inside it (shorter lines), else absolute."""
-    path = path.resolve()
+    """``path`` relative to the current folder when inside it (shorter lines), else absolute; a path in a stage
+    being written (``eval all``), as it will be once renamed in."""
+    path = final_place(path).resolve()
     return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
@@ -466,6 +467,35 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def output_run(args: argparse.Namespace) -> tuple[Path, str] | None:
+    """(run folder, folder in it) where results land when ``--out`` is not given: ``eval/`` of a run, a release
+    GGUF's ``eval/gguf/<QUANT>/`` of its run; None when they go elsewhere."""
+    if args.out is not None:
+        return None
+    if gguf := gguf_of(args):
+        run, quant = GGUFFile.of(gguf).release_run(), GGUFFile.of(gguf).quant
+        return (run, f"eval/gguf/{quant}") if run else None
+    source = resolve_model(args.model, args.runs_dir)
+    if source and source.run:
+        args.model = str(source.run)  # the run locked is the run scored
+        return source.run, "eval"
+    return None
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """``python -m eval run ...``; returns the results written to results.json."""
-    return evaluate(parse_args(sys.argv[1:] if argv is None else argv))
+    """``python -m eval run ...``; returns the results written to results.json.
+
+    Results that land in a run folder are written under its lock (common/rundir.py's ``RunWriter``), after its
+    adapter/ and merged/ are checked against the manifest's hashes, staged aside and renamed in whole (a run's
+    ``eval/`` keeps the GGUF scores of its releases, ``eval/gguf/``)."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    target = output_run(args)
+    if target is None:
+        return evaluate(args)
+    run, name = target
+    with RunWriter.open(run) as writer:
+        if name == "eval":
+            writer.verify()
+        with writer.staged(name, keep=("gguf",) if name == "eval" else ()) as stage:
+            args.out = stage
+            return evaluate(args)

@@ -31,8 +31,8 @@ TABLE = (
     Command("dpo", "RECIPE", "DPO from an SFT run (--parent, default the latest) -> runs/<id>/",
             steps=("train", "merge"), parent="sft"),
     Command("merge", "runs/<id>", "merge a run's adapter into runs/<id>/merged/", followup=True),
-    Command("eval", "runs/<id>", "zero-shot lm-eval of a finished run's merged model -> runs/<id>/eval/",
-            followup=True),
+    Command("eval", "runs/<id>", "a finished run's evaluation, as make eval: scores, generation check, report "
+            "-> runs/<id>/eval/", followup=True),
     Command("check", "RECIPE", "validate a recipe without a GPU or a download", "launch.preflight.check"),
     Command("plan", "RECIPE --gpus N --gpu KIND", "memory and time estimate for a recipe on a GPU",
             "launch.preflight.plan"),

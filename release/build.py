@@ -9,6 +9,13 @@ GGUF's type, ids and figures). Each GGUF is answered by llama.cpp (the generatio
 evaluated, scored like the merged model on the same benchmarks (not F16, the lossless reference; ``--no-eval``
 skips), into the run's ``eval/gguf/<QUANT>/``, so the card shows them side by side. The folder is built beside its
 place and renamed in: an existing release is replaced whole, or, on any failure, left as it was.
+
+The run is locked for the whole build (common/rundir.py's ``RunWriter``: a second build, or a merge or eval of the
+same run, gets one line naming the holder, exit 2), and its adapter/ and merged/ are checked against the sha256s
+its manifest records first (a changed file is refused, named; the merged files' hashes are reused for
+release.json). What the build writes into the run (``eval/gguf/<QUANT>/``, ``eval/gguf/gguf.log``) is written aside
+and renamed in only when the build succeeds: a failed build leaves the run folder as it was. The run's manifest
+records the release (``releases``).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 from common.errors import InputError
 from common.files import sha256_file, write_json_atomic
 from common.progress import StepLine
-from common.rundir import check_run_id, now, read_manifest
+from common.rundir import RunWriter, check_run_id, now, read_manifest, replace_whole
 from eval.report import load_run
 from inference.gguf_file import RELEASE_JSON, gguf_eval_dir, read_release
 from inference.model_source import latest_usable_run, succeeded_manifest
@@ -38,6 +45,7 @@ MODEL_FILES = ("*.safetensors", "model.safetensors.index.json", "config.json", "
                "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model",
                "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json")
 ROOT = Path(__file__).resolve().parents[1]
+GGUF_LOG = "gguf.log"  # llama.cpp's tools' output, in the run's eval/gguf/
 
 
 def stages_of(run: Path) -> list[Stage]:
@@ -97,22 +105,23 @@ def gguf_eval_argv(run: Path, path: Path, out: Path) -> list[str] | None:
 
 
 def write_gguf(stage_dir: Path, run: Stage, name: str, quants: list[str], evaluate: bool,
-               tokenizer: Any) -> list[dict[str, Any]]:
+               tokenizer: Any, run_stage: Path) -> list[dict[str, Any]]:
     """The GGUF files in ``stage_dir/gguf/``, each answered by llama.cpp and (``evaluate``) scored; their records.
-    ``tokenizer``: the merged model's."""
+    ``tokenizer``: the merged model's; ``run_stage``: the folder that becomes the run's ``eval/gguf/`` (with
+    ``gguf.log``) on success."""
     from eval import generation_check
     from eval import run as eval_run
     from inference.llama_cpp_tools import ensure
 
     tools = ensure()
-    log = run.path / "logs" / "gguf.log"
+    log = run_stage / GGUF_LOG
     with StepLine(f"export GGUF {', '.join(quants)} with llama.cpp (its output: {log})", unit="") as line:
         line.update(0)
         files = gguf.export(run.path / "merged", stage_dir / "gguf", name, quants, tools, log, tokenizer)
         line.close("done")
     records = []
     for quant, path in zip(quants, files, strict=True):
-        out = gguf_eval_dir(run.path / "eval", quant)
+        out = run_stage / quant  # becomes gguf_eval_dir(run.path / "eval", quant)
         argv = gguf_eval_argv(run.path, path, out) if evaluate and quant != "F16" else None
         (out / "logs").mkdir(parents=True, exist_ok=True)
         with open(out / "logs" / "release.log", "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
@@ -120,28 +129,35 @@ def write_gguf(stage_dir: Path, run: Stage, name: str, quants: list[str], evalua
                 eval_run.main(argv)
             check = generation_check.main(["--model", str(path), "--out", str(out),
                                            "--validation-from", str(run.path)])
+        final = gguf_eval_dir(run.path / "eval", quant)
         records.append({**gguf.record(path, quant), "generation_check": check["overall"],
-                        "eval": str(out / "results.json") if argv else None})
+                        "eval": str(final / "results.json") if argv else None})
         scored = ""
         if argv:
             tasks = json.loads((out / "results.json").read_text(encoding="utf-8"))["summary"]["tasks"]
             scored = f", scored: mean accuracy {100 * sum(t['acc'] for t in tasks.values()) / len(tasks):.1f}%"
         print(f"  {path.name}: {path.stat().st_size / 2**20:.1f} MiB, llama.cpp stops "
               f"{100 * check['overall']['stop_rate']:.0f}% of {check['overall']['answers']} answers{scored} "
-              f"(details: {out}/)", flush=True)
+              f"(details: {final}/)", flush=True)
     return records
 
 
 def write_release(stage_dir: Path, stages: list[Stage], name: str, quants: list[str] = (),
-                  evaluate: bool = True) -> None:
-    """Everything a release holds, written into ``stage_dir``."""
+                  evaluate: bool = True, run_stage: Path | None = None,
+                  known: dict[str, str] | None = None) -> None:
+    """Everything a release holds, written into ``stage_dir`` (what goes into the run, into ``run_stage``);
+    ``known``: sha256s of the run's files already read, by path in the run (``merged/model.safetensors``)."""
     from transformers import AutoTokenizer
 
     run = stages[-1]
+    known = known or {}
+    copied = {}
     for path in model_files(run.path / "merged"):
         shutil.copy2(path, stage_dir / path.name)
+        if f"merged/{path.name}" in known:
+            copied[path.name] = known[f"merged/{path.name}"]
     tokenizer = AutoTokenizer.from_pretrained(run.path / "merged")  # loaded once: the GGUFs, terminators, the card
-    ggufs = write_gguf(stage_dir, run, name, list(quants), evaluate, tokenizer) if quants else []
+    ggufs = write_gguf(stage_dir, run, name, list(quants), evaluate, tokenizer, run_stage) if quants else []
     write_json_atomic(stage_dir / "generation_config.json",
                       release_generation_config(run.path / "merged", tokenizer))
     images = {}
@@ -152,7 +168,7 @@ def write_release(stage_dir: Path, stages: list[Stage], name: str, quants: list[
             images[stage.name] = image
     end_tokens = end_of_turn_tokens(tokenizer)
     results = run.path / "eval" / "results.json"
-    scored = {g["quant"]: load_run(Path(g["eval"])) for g in ggufs if g["eval"]}
+    scored = {g["quant"]: load_run(run_stage / g["quant"] / "results.json") for g in ggufs if g["eval"]}
     card = render_card(name, stages, results if results.is_file() else None, images, ROOT, end_tokens,
                        ggufs=ggufs, quant_runs=scored)
     (stage_dir / "README.md").write_text(card, encoding="utf-8")
@@ -161,23 +177,8 @@ def write_release(stage_dir: Path, stages: list[Stage], name: str, quants: list[
         "runs": [{"run_id": s.path.name, "stage": s.name, "path": str(s.path), "recipe": s.manifest.get("recipe")}
                  for s in stages],
         "code": run.manifest.get("code"), "gguf": ggufs,
-        "files": file_records(stage_dir, {f"gguf/{g['file']}": g["sha256"] for g in ggufs}), "hub": None})
-
-
-def replace_whole(stage_dir: Path, target: Path) -> None:
-    """Move ``stage_dir`` to ``target``; an old ``target`` is set aside first and removed only after."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        os.replace(target, old / target.name)
-    try:
-        os.replace(stage_dir, target)
-    except BaseException:
-        if old:
-            os.replace(old / target.name, target)
-        raise
-    if old:
-        shutil.rmtree(old)
+        "files": file_records(stage_dir, {**copied, **{f"gguf/{g['file']}": g["sha256"] for g in ggufs}}),
+        "hub": None})
 
 
 def build_release(run: Path, name: str | None = None, out: Path = Path("releases"), quants: list[str] = (),
@@ -186,17 +187,23 @@ def build_release(run: Path, name: str | None = None, out: Path = Path("releases
     quants = gguf.check_quants(list(quants))
     stages = stages_of(run)
     name = check_run_id(name or run.resolve().name)
-    out.mkdir(parents=True, exist_ok=True)
-    stage_dir = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out))
-    umask = os.umask(0)
-    os.umask(umask)
-    stage_dir.chmod(0o777 & ~umask)  # mkdtemp makes 0700; give the folder the mode mkdir would have
-    try:
-        write_release(stage_dir, stages, name, quants, evaluate)
-        replace_whole(stage_dir, out / name)
-    except BaseException:
-        shutil.rmtree(stage_dir, ignore_errors=True)
-        raise
+    with RunWriter.open(stages[-1].path) as writer:  # before anything is made: a busy run changes nothing
+        known = writer.verify()
+        out.mkdir(parents=True, exist_ok=True)
+        stage_dir = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out))
+        umask = os.umask(0)
+        os.umask(umask)
+        stage_dir.chmod(0o777 & ~umask)  # mkdtemp makes 0700; give the folder the mode mkdir would have
+        try:
+            # what goes into the run: eval/gguf/<QUANT>/ (other types' scores kept) and eval/gguf/gguf.log
+            with writer.staged("eval/gguf", keep=gguf.QUANTS) if quants else contextlib.nullcontext() as run_stage:
+                write_release(stage_dir, stages, name, quants, evaluate, run_stage, known)
+            replace_whole(stage_dir, out / name)
+        except BaseException:
+            shutil.rmtree(stage_dir, ignore_errors=True)
+            raise
+        releases = [r for r in read_manifest(writer.path).get("releases") or [] if r.get("name") != name]
+        writer.update_manifest(releases=[*releases, {"name": name, "path": str(out / name), "built_at": now()}])
     return out / name
 
 

@@ -1,7 +1,9 @@
 """python -m release publish releases/<name> --repo ORG/NAME [--private] [--dry-run]: a release on the hub.
 
 Checks the folder first: every file as release.json records it (sha256 and size, none missing, none extra) and a
-card with results (``model-index``; a pipeline check has none). Then creates the repository (if new) and uploads
+card with results (``model-index``; a pipeline check has none), and the run it was built from, where it is here, with
+its adapter/ and merged/ as its manifest's sha256s record them (common/rundir.py's ``verify_outputs``; a run made
+before they were recorded passes with a note). Then creates the repository (if new) and uploads
 every file in ONE commit, and records the hub revision (the commit id) in release.json. The token is HF_TOKEN
 from the environment, never written anywhere. ``--dry-run`` lists the files with sizes and touches no network.
 """
@@ -15,7 +17,7 @@ from typing import Any
 
 from common.errors import InputError
 from common.files import write_json_atomic
-from common.rundir import now
+from common.rundir import MANIFEST, now, verify_outputs
 from inference.gguf_file import RELEASE_JSON, read_release
 from release.build import file_records
 
@@ -33,6 +35,10 @@ def checked(folder: Path) -> dict[str, Any]:
             what = "missing" if name not in found else "not in release.json" if name not in recorded else \
                 "changed since the build (sha256 or size differs)"
             raise InputError(f"{folder / name}: {what}; rebuild with `python -m release build`")
+    for run in record.get("runs") or []:
+        path = Path(run.get("path") or "")
+        if run.get("path") and (path / MANIFEST).is_file():
+            verify_outputs(path)
     card = ModelCard.load(folder / "README.md")
     if not card.data.eval_results:
         raise InputError(f"{folder}/README.md: the card has no results (no eval on the real test sets; a "

@@ -1,8 +1,10 @@
 """What ``make eval`` shows: a header, one progress line per step, the summary; lm-eval's own output in the log.
 
-The commands run as ``make eval`` runs them (``python -m eval run`` then ``python -m eval report --brief``), their
-output piped (not a terminal), on a run folder holding the tiny model and no prepared benchmarks: the pipeline
-check on the bundled fixtures, as on a fresh clone. ``common.capture`` itself runs in a small script.
+The real ``make eval`` runs (the repository's Makefile, from a folder holding one run: ``python -m eval all``, the
+scores, the generation check and the report), its output piped (not a terminal), on a run folder holding the tiny
+model and no prepared benchmarks: the pipeline check on the bundled fixtures, as on a fresh clone. make's own
+set-up targets (the virtual environment, the prepared benchmarks) are taken as done (``make -o``).
+``common.capture`` itself runs in a small script.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from helpers import ROOT, read_jsonl
 
 from eval.benchmarks import TASKS
 
-MAKE_LINES = 3  # make's own: the "no benchmarks" notice and the two commands it echoes
 MOST_LINES = 40
 
 
@@ -45,34 +46,50 @@ def finished_run(tmp: Path, model: Path) -> Path:
     return run
 
 
+def run_make(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The repository's ``make ARGS`` from ``cwd``, this Python as its ``PY``, the set-up stamps taken as made."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_DATASETS_CACHE": str(cwd / ".hf-datasets")}
+    command = ["make", "--no-print-directory", "-f", str(ROOT / "Makefile"), "-o", ".venv/.installed",
+               "-o", "data/benchmarks/.prepared", f"PY={sys.executable}",
+               f"PUBLISHED_EVAL={ROOT / 'data/published/eval'}", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
 @pytest.fixture(scope="module")
-def make_eval(tiny_llama3, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
-    """``make eval`` on the default (latest) run: (run folder, eval run, eval report)."""
+def make_eval(tiny_llama3, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The real ``make eval`` on the default (latest) run: (run folder, what it printed)."""
     tmp = tmp_path_factory.mktemp("make-eval")
     run = finished_run(tmp, tiny_llama3)
-    evaluated = run_cli("eval", "run", cwd=tmp)
-    assert evaluated.returncode == 0, evaluated.stdout[-3000:] + evaluated.stderr[-3000:]
-    reported = run_cli("eval", "report", "--brief", "runs/20260101-000000-sft-tiny/eval/results.json", cwd=tmp)
-    assert reported.returncode == 0, reported.stderr[-3000:]
-    return run, evaluated, reported
+    done = run_make("eval", cwd=tmp)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return run, done
 
 
 @pytest.mark.slow
 def test_make_eval_prints_at_most_40_lines_and_ends_with_the_summary(make_eval):
-    run, evaluated, reported = make_eval
-    lines = shown(evaluated) + shown(reported)
-    assert MAKE_LINES + len(lines) <= MOST_LINES, "\n".join(lines)
-    assert "\r" not in evaluated.stdout + evaluated.stderr + reported.stdout + reported.stderr
-    assert evaluated.stdout.splitlines()[-1].split() == ["next", "python", "-m", "eval", "report", f"runs/{run.name}",
-                                                         "(the", "table", "beside", "the", "model", "card)"]
-    assert reported.stdout.splitlines()[-1].startswith(f"report: runs/{run.name}/eval/report.md and ")
-    assert (run / "eval/report.md").is_file()
+    run, done = make_eval
+    lines = shown(done)
+    assert len(lines) <= MOST_LINES, "\n".join(lines)
+    assert "\r" not in done.stdout + done.stderr
+    out = done.stdout.splitlines()
+    assert ["next", "python", "-m", "eval", "report", f"runs/{run.name}", "(the", "table", "beside", "the", "model",
+            "card)"] in [line.split() for line in out]  # the scores' footer
+    assert any(line.startswith("generation check done in ") for line in out)  # the generation check
+    assert out[-1].startswith(f"report: runs/{run.name}/eval/report.md and ")  # the report, last
+    assert not any(".partial-" in line for line in lines)  # the folders as they are once renamed in
+    for name in ("report.md", "results.json", "generation_check.json"):
+        assert (run / "eval" / name).is_file(), name
+    results = json.loads((run / "eval/results.json").read_text())
+    assert results["generation_check"]["overall"]["answers"] > 0
+    assert json.loads((run / "manifest.json").read_text())["eval"]["steps"] == ["scores", "generation check",
+                                                                                 "report"]
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == [".lock"]  # no stage left behind
 
 
 @pytest.mark.slow
 def test_the_header_names_the_run_each_benchmark_with_its_rows_and_the_pipeline_check(make_eval):
-    run, evaluated, _ = make_eval
-    out = evaluated.stdout
+    run, done = make_eval
+    out = done.stdout
     assert "PIPELINE CHECK, NOT A BENCHMARK" in out.splitlines()[1]  # the banner, first
     header = out[out.index("eval of "):out.index("  results ")]
     assert header.startswith(f"eval of runs/{run.name}/ (its merged model)")
@@ -83,25 +100,24 @@ def test_the_header_names_the_run_each_benchmark_with_its_rows_and_the_pipeline_
 
 @pytest.mark.slow
 def test_one_progress_line_per_step_counts_every_request_lm_eval_answered(make_eval):
-    run, evaluated, _ = make_eval
+    run, done = make_eval
     requests = sum(len(sample["resps"]) for name in TASKS for sample in read_jsonl(run / f"eval/samples/{name}.jsonl"))
-    steps = evaluated.stderr.splitlines()
+    steps = [line for line in done.stderr.splitlines() if line.startswith(("load model and data: ", "evaluate: "))]
     assert steps[0].startswith("load model and data: ") and steps[0].endswith(", done")
     assert steps[-1].startswith(f"evaluate: {requests}/{requests} requests, ") and steps[-1].endswith(", done")
-    assert all(line.startswith(("load model and data: ", "evaluate: ")) for line in steps), steps
 
 
 @pytest.mark.slow
 def test_lm_evals_own_output_goes_to_the_runs_log_not_the_terminal(make_eval):
-    run, evaluated, _ = make_eval
+    run, done = make_eval
     log = (run / "logs/eval.log").read_text(encoding="utf-8")
     for text in ("Running loglikelihood requests", "Generating test split", "num_fewshot"):
         assert text in log, text
-        assert text not in evaluated.stdout + evaluated.stderr, text
-    assert f"runs/{run.name}/logs/eval.log" in evaluated.stdout
+        assert text not in done.stdout + done.stderr, text
+    assert f"runs/{run.name}/logs/eval.log" in done.stdout
     summary = json.loads((run / "eval/results.json").read_text())["summary"]
     for name, row in summary["tasks"].items():  # the accuracy table is still on the terminal
-        assert f"  {name:<28} acc {row['acc']:.4f} " in evaluated.stdout
+        assert f"  {name:<28} acc {row['acc']:.4f} " in done.stdout
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ import pytest
 from helpers import ROOT, refused_in_one_line
 from test_release_generate import rigged
 
+from common.rundir import hash_folder
 from eval.fetch import HUB
 from release import build as build_module
 from release.__main__ import main
@@ -57,7 +58,7 @@ def summary(pipeline_check: bool, tasks: dict[str, tuple[float, int]]) -> dict:
                         "tasks": {t: {"acc": acc, "stderr": 0.02, "n": n} for t, (acc, n) in tasks.items()}}}
 
 
-def make_runs(root: Path, merged: Path, results: dict | None) -> Path:
+def make_runs(root: Path, merged: Path, results: dict | None, hashes: bool = True) -> Path:
     """runs/<sft> and runs/<dpo> (parent: the sft run) as the launcher leaves them; returns the dpo run."""
     recipe = root / "recipes" / "tiny.yaml"
     recipe.parent.mkdir(parents=True)
@@ -78,6 +79,8 @@ def make_runs(root: Path, merged: Path, results: dict | None) -> Path:
             "base_model": {"id": "meta-llama/Meta-Llama-3-8B", "local": False},
             "python": "3.11.7", "packages": {"transformers": "5.16.1", "torch": "2.13.0"},
         }
+        if hashes:  # as the launcher records them since it hashes adapter/ and merged/
+            manifest["output_sha256"] = {"merged": hash_folder(run / "merged")}
         if stage == "dpo":
             manifest["parent"] = {"run_id": SFT_ID, "path": str(runs["sft"]), "stage": "sft"}
         (run / "manifest.json").write_text(json.dumps(manifest))

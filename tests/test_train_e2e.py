@@ -17,7 +17,7 @@ from helpers import DPO_RECIPE, ROOT, SFT_RECIPE, launch, only_run, tiny_overrid
 from safetensors.torch import load_file
 
 from common.files import sha256_tree
-from common.rundir import read_manifest
+from common.rundir import hash_folder, read_manifest, verify_outputs
 from common.secrets import REDACTED
 
 pytestmark = pytest.mark.slow
@@ -87,6 +87,9 @@ def test_manifest_is_complete(runs, stage, small_data):
     assert record["outputs"] == {"config": "config.yaml", "log_train": "logs/train.log", "adapter": "adapter",
                                  "loss_curve": "loss.png", "log_merge": "logs/merge.log", "merged": "merged"}
     assert (runs[stage] / "loss.png").read_bytes().startswith(b"\x89PNG")  # every training run has its loss curve
+    hashes = record["output_sha256"]  # every file train wrote in adapter/, merge in merged/
+    assert "adapter_model.safetensors" in hashes["adapter"] and "model.safetensors" in hashes["merged"]
+    assert len(verify_outputs(runs[stage])) == len(hashes["adapter"]) + len(hashes["merged"])
 
 
 def test_dpo_starts_from_the_sft_runs_merged_model(runs):
@@ -128,7 +131,9 @@ def test_merge_of_a_copied_run_writes_into_the_copy(runs, tmp_path):
     assert sha256_tree(original) == before  # the original run is untouched
     config = (copy / "config.yaml").read_text()
     assert str(original) not in config and str(copy / "adapter") in config
-    assert json.loads((copy / "manifest.json").read_text())["followups"][-1]["status"] == "succeeded"
+    record = json.loads((copy / "manifest.json").read_text())
+    assert record["followups"][-1]["status"] == "succeeded"
+    assert record["output_sha256"]["merged"] == hash_folder(copy / "merged")  # the merge's own files, recorded
 
 
 def test_failed_run_leaves_a_manifest_saying_how(tmp_path, small_data):

@@ -25,10 +25,13 @@ from typing import Any
 
 from common.errors import InputError
 from common.rundir import (
+    HASHED,
     MANIFEST,
+    OUTPUT_HASHES,
     RunLock,
     check_run_id,
     create,
+    hash_folder,
     latest_run,
     new_run_id,
     read_manifest,
@@ -117,8 +120,9 @@ class Run:
 
     @property
     def outputs(self) -> dict[str, str]:
-        """What the run has written so far, by name (``config``, ``adapter``, ``merged``, ``log_train``, ...)."""
-        return self.record.setdefault("outputs", {})
+        """What the run has written so far, by name (``config``, ``adapter``, ``merged``, ``log_train``, ...): a
+        copy; :meth:`record_output` records one."""
+        return dict(self.record.get("outputs") or {})
 
     def __enter__(self) -> Run:
         return self
@@ -208,6 +212,10 @@ class Run:
 
     # -- recording -------------------------------------------------------------------------------------------------
 
+    def reload(self) -> None:
+        """Read the manifest again: a command this run started under its lock (``launch eval``) updated it."""
+        self.record = read_manifest(self.path)
+
     def save(self) -> None:
         """Write the manifest as it stands (the one writer, common.rundir.write_manifest)."""
         write_manifest(self.path, self.record)
@@ -221,6 +229,14 @@ class Run:
         """Append ``entry`` to the manifest's list ``key`` (``followups``, ``slurm_jobs``) and save."""
         self.record.setdefault(key, []).append(entry)
         self.save()
+
+    def record_output(self, name: str, path: str) -> None:
+        """Record an output the run has written (``path``, relative to the run); for ``adapter`` and ``merged``,
+        the sha256 of every file in it too (``output_sha256``: eval and release refuse a run whose files changed).
+        Not saved: ``finish`` or ``append`` saves it."""
+        self.record.setdefault("outputs", {})[name] = path
+        if name in HASHED:
+            self.record.setdefault(OUTPUT_HASHES, {})[name] = hash_folder(self.path / path)
 
     def begin_attempt(self, topology: Topology) -> dict[str, Any]:
         """A new attempt: the previous one's markers cleared, half-written checkpoints set aside; saved."""
@@ -238,7 +254,7 @@ class Run:
 
     def finish(self, exit_code: int, error: dict[str, Any] | None = None, status: str | None = None) -> None:
         """End the run: status, times, outputs and error, the manifest written last."""
-        self.outputs["config"] = CONFIG
+        self.record_output("config", CONFIG)
         manifest.closing(self.record, exit_code=exit_code, error=error, outputs=self.outputs, status=status)
         self.save()
 

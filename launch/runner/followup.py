@@ -1,13 +1,15 @@
 """Stages that work on an existing run folder: merge its adapter, or evaluate its merged model.
 
     python -m launch merge runs/<id>     # Axolotl merge_lora: runs/<id>/adapter -> runs/<id>/merged/
-    python -m launch eval runs/<id>      # python -m eval run --model runs/<id> -> runs/<id>/eval/
+    python -m launch eval runs/<id>      # python -m eval all --model runs/<id> -> runs/<id>/eval/ (as make eval)
 
 Each is recorded in the run's manifest under ``followups`` (step, times, exit code, log; a merge that runs out of
 GPU memory is "out of memory", with the figures, and one line: launch/runner/out_of_memory.py). The run folder is
 locked meanwhile (``Run.locked``), and its config's own paths are set to where the folder is now: a copied run
-merges into the copy. A merge shows one progress line and logs Axolotl to ``logs/merge.log``; an eval shows the
-eval command's own short output, which logs lm-eval to ``logs/eval.log`` itself (``logs/eval-launch.log`` is ours).
+merges into the copy. A merge shows one progress line and logs Axolotl to ``logs/merge.log``; an eval runs what
+``make eval`` runs (``python -m eval all``: scores, the generation check, the report), under the lock this process
+holds and hands down (``LAUNCH_RUN_LOCK``), and shows that command's own short output, which logs lm-eval to
+``logs/eval.log`` itself (``logs/eval-launch.log`` is ours).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import InputError
-from common.rundir import now
+from common.rundir import HELD_LOCK_ENV, now
 from launch.lifecycle.config import stage_env
 from launch.lifecycle.run import Run
 from launch.plugins import OOM_FILE
@@ -32,7 +34,7 @@ def command_for(stage: str, run_dir: Path) -> list[str]:
     if stage == "merge":
         return step_command("merge", run_dir / "config.yaml", run_dir)
     if stage == "eval":
-        return [sys.executable, "-m", "eval", "run", "--model", str(run_dir)]
+        return [sys.executable, "-m", "eval", "all", "--model", str(run_dir)]
     raise ValueError(f"unknown follow-up stage {stage!r}")
 
 
@@ -55,10 +57,13 @@ def followup_locked(stage: str, run: Run, root: Path) -> Path:
     entry: dict[str, Any] = {"stage": stage, "started_at": now(), "log": log_name}
     (run.path / "adapter" / OOM_FILE).unlink(missing_ok=True)
     watch = terminal.Watch(stage) if stage == "merge" else None
-    code, tail = run_logged(command_for(stage, run.path), run.path / log_name, stage_env(run.config), root,
+    env = {**stage_env(run.config), HELD_LOCK_ENV: str(run.path.resolve())}  # eval writes under our lock
+    code, tail = run_logged(command_for(stage, run.path), run.path / log_name, env, root,
                             lock=run.lock, watch=watch, echo=stage == "eval")
     if watch is not None:
         watch.close("done" if code == 0 else "failed")
+    if stage == "eval":
+        run.reload()  # eval all recorded its entry under the lock we handed it
     entry.update(ended_at=now(), exit_code=code, status="succeeded" if code == 0 else "failed")
     oom = out_of_memory.report(run.path, stage, tail, run.config, run.record) if code and stage == "merge" else None
     if oom:
@@ -67,7 +72,8 @@ def followup_locked(stage: str, run: Run, root: Path) -> Path:
         entry["log_tail"] = tail
     elif stage == "merge":
         place_merged(run.path)  # a requeued merge replaces a partial one
-        run.outputs["merged"] = "merged"
+        run.record_output("adapter", "adapter")  # the merge writes into adapter/ too (Axolotl's debug.log)
+        run.record_output("merged", "merged")
     run.append("followups", entry)
     if oom:
         raise SystemExit(out_of_memory.report_line(run.id, run.record["stage"], stage, oom, run.path / log_name))

@@ -197,7 +197,7 @@ def record_train_step(run: Run, log: Path) -> None:
     run.record_training(log)
     try:
         if loss_curve.write_loss_curve(run.path, run.record) is not None:
-            run.outputs["loss_curve"] = loss_curve.LOSS_CURVE
+            run.record_output("loss_curve", loss_curve.LOSS_CURVE)
     except (OSError, ValueError, RuntimeError) as err:  # a drawing that fails costs the picture, not the run
         terminal.say(f"run {run.id}: no loss curve: {err}")
 
@@ -234,7 +234,7 @@ def run_steps(request: StageRun, run: Run, stopper: Stopper) -> Path:
                 raise
             watch.close("done" if code == 0 else "stopped" if stopper.received else "failed")
             logged.update(watch.values)
-            run.outputs[f"log_{step}"] = log_name
+            run.record_output(f"log_{step}", log_name)
         if run.end_step(attempt, code, stopper.received) == "preempted":
             if step == "train":
                 record_train_step(run, run.path / log_name)  # losses so far
@@ -247,11 +247,13 @@ def run_steps(request: StageRun, run: Run, stopper: Stopper) -> Path:
         if code != 0:
             end_failed(run, attempt, step, code, log_name, tail, request.stage)
         if step == "train":
-            run.outputs["adapter"] = "adapter"
+            if "merge" not in steps:  # else after the merge, which writes into adapter/ too (Axolotl's debug.log)
+                run.record_output("adapter", "adapter")
             record_train_step(run, run.path / log_name)  # for `launch reproduce`
         if step == "merge":
             place_merged(run.path)
-            run.outputs["merged"] = "merged"
+            run.record_output("adapter", "adapter")
+            run.record_output("merged", "merged")
 
     run.finish(exit_code=0)
     for line in terminal.summary_lines(request.stage, request.recipe, run.path, run.record, logged):
