@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.errors import InputError
+from common.errors import InputError, WorldError
 from common.files import write_json_atomic
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
@@ -112,8 +112,8 @@ class RunLock:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     os.close(fd)
-                    raise SystemExit(f"run {run_dir.name} is in use by {holder(path)} (lock {path}): "
-                                     "wait for it to end, or stop it first") from None
+                    raise WorldError(f"run {run_dir.name} is in use by {holder(path)} (lock {path}): "
+                                    "wait for it to end, or stop it first") from None
                 time.sleep(0.5)
             except OSError as err:
                 if err.errno not in UNSUPPORTED:
