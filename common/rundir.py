@@ -85,10 +85,10 @@ def new_run_id(stage: str, recipe: Path, stamp: str | None = None, suffix: str =
     return f"{stamp}-{stage}-{recipe_slug(recipe)}" + (f"-{suffix}" if suffix else "")
 
 
-def check_run_id(run_id: str) -> str:
-    """``run_id`` if it is a safe folder name; SystemExit with one line otherwise."""
+def check_run_id(run_id: str, flag: str = "--run-id") -> str:
+    """``run_id`` if it is a safe folder name; InputError with one line naming ``flag`` otherwise."""
     if not RUN_ID.fullmatch(run_id) or ".." in run_id:
-        raise InputError(f"--run-id {run_id!r}: a run id is 1 to 128 letters, digits, '.', '_', '+' or '-', "
+        raise InputError(f"{flag} {run_id!r}: a folder name is 1 to 128 letters, digits, '.', '_', '+' or '-', "
                          "starting with a letter or digit, without '/' or '..'")
     return run_id
 
