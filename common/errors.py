@@ -9,7 +9,8 @@ way, through :func:`cli_main`:
 - bad input (a check raises :class:`InputError` or ``SystemExit`` with a message; a command-line value argparse
   refuses; a named file that is missing, a folder, unreadable; text that is not UTF-8; JSON that is malformed or
   nested too deeply): one line naming the file, line or key and the reason, exit 2;
-- a failure of the world (:class:`WorldError`: no network, a full disk, any other ``OSError``): one line, exit 1;
+- a failure of the world (:class:`WorldError`; a network client's error; a full disk, any other ``OSError``):
+  one line, exit 1;
 - anything else is a bug: one line naming the exception, and the log's path where the command keeps one
   (:func:`note_log`; the traceback is appended there), exit 1;
 - Ctrl-C: one line, exit 130.
@@ -38,6 +39,7 @@ HINT = f"rerun with {DEBUG_FLAG} for the traceback"
 INPUT_ERRNOS = {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EEXIST,
                 errno.ENAMETOOLONG, errno.ELOOP}  # a path the user named that cannot serve
 
+NETWORK_MODULES = {"httpx", "httpcore", "requests", "urllib3", "huggingface_hub"}  # their errors: the world's
 _active = False  # inside cli_main
 _log: Path | None = None  # where the running command logs (note_log): an unexpected error's traceback goes there
 
@@ -52,6 +54,12 @@ class WorldError(SystemExit):
     """A failure of the world, not of the input (no network, the hub refuses, a run in use): one line, exit 1."""
 
     exit_code = WORLD_ERROR_EXIT
+
+
+class StepFailed(WorldError):
+    """A step that failed (a trainer, a merge): its own lines, the cause first, then the log's tail and path; exit 1."""
+
+    label = ""  # the message names the run and the step itself
 
 
 def note_log(path: Path | None) -> None:
@@ -70,6 +78,12 @@ def is_input(err: BaseException) -> bool:
     if isinstance(err, OSError):
         return err.filename is not None and err.errno in INPUT_ERRNOS
     return isinstance(err, (SystemExit, UnicodeDecodeError, RecursionError, json.JSONDecodeError))
+
+
+def is_network(err: BaseException) -> bool:
+    """Whether ``err`` is a network client's (httpx, requests, urllib3, the hub's): the world's, not a bug."""
+    return isinstance(err, (ConnectionError, TimeoutError)) or any(
+        kind.__module__.split(".")[0] in NETWORK_MODULES for kind in type(err).__mro__)
 
 
 def one_line(err: BaseException) -> str:
@@ -109,7 +123,7 @@ def one_line_errors(debug: bool = False) -> Iterator[None]:
             raise
         if debug:
             traceback.print_exc()
-        print(f"error: {one_line(err)}", file=sys.stderr)
+        print(f"{getattr(err, 'label', 'error: ')}{one_line(err)}", file=sys.stderr)
         raise SystemExit(getattr(err, "exit_code", INPUT_ERROR_EXIT)) from None
     except KeyboardInterrupt as err:
         if debug:
@@ -120,10 +134,11 @@ def one_line_errors(debug: bool = False) -> Iterator[None]:
         if debug:
             traceback.print_exc()
         code = INPUT_ERROR_EXIT if is_input(err) else WORLD_ERROR_EXIT
-        bug = code == WORLD_ERROR_EXIT and not isinstance(err, OSError)
+        bug = code == WORLD_ERROR_EXIT and not isinstance(err, OSError) and not is_network(err)
         where = f" ({HINT})"
         if bug and _log is not None:
             try:
+                _log.parent.mkdir(parents=True, exist_ok=True)
                 with open(_log, "a", encoding="utf-8") as log:
                     traceback.print_exc(file=log)
                 where = f" (traceback in {_log}; {HINT})"

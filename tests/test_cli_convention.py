@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, SFT_RECIPE
 
-from common.errors import InputError, WorldError, cli_main, note_log
+from common.errors import InputError, StepFailed, WorldError, cli_main, note_log
 
 
 def cli(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -112,3 +112,25 @@ def test_quiet_and_verbose_are_taken_off_the_command_line(capsys):
     assert seen == [["a", "b"]] and progress.SHOW is False
     cli_main(seen.append, ["c"])
     assert progress.SHOW is True
+
+
+def test_a_network_clients_error_is_the_worlds_and_a_failed_step_keeps_its_own_lines(capsys):
+    connect_error = type("ConnectError", (Exception,), {"__module__": "httpx"})  # as httpx names its own
+    with pytest.raises(SystemExit) as end:
+        cli_main(failing(connect_error("[Errno -2] Name or service not known")), [])
+    line = capsys.readouterr().err.strip()
+    assert end.value.code == 1 and line.startswith("error: ConnectError: [Errno -2]") and "unexpected" not in line
+    with pytest.raises(SystemExit) as end:
+        cli_main(failing(StepFailed("run r: train failed: ValueError: x\n  log: runs/r/logs/train.log")), [])
+    assert end.value.code == 1
+    assert capsys.readouterr().err == "run r: train failed: ValueError: x\n  log: runs/r/logs/train.log\n"
+
+
+def test_a_command_inside_another_entry_is_handled_by_that_entry_once(capsys):
+    def inner(argv: list[str]) -> None:
+        raise InputError(f"inner {argv}")
+
+    with pytest.raises(SystemExit) as end:
+        cli_main(lambda argv: cli_main(inner, argv), ["x", "--debug"])
+    err = capsys.readouterr().err
+    assert end.value.code == 2 and "Traceback" in err and err.strip().endswith("error: inner ['x']")
