@@ -13,6 +13,7 @@ Bad input (a recipe, a ``--set`` key, a number, a run id) is one line and exit c
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,13 @@ def refuse_flags(args: argparse.Namespace) -> None:
     """A combination of flags that cannot work, refused before anything (a run folder) is written."""
     if args.dry_run and not args.slurm:
         raise InputError("--dry-run prints the sbatch script: it needs --slurm CLUSTER.yaml")
-    if not args.slurm:
-        for flag, given in (("--nodes", args.nodes > 1), ("--after", args.after),
-                            ("--allow-unpinned", args.allow_unpinned)):
-            if given:
-                raise InputError(f"{flag}: only with --slurm CLUSTER.yaml (multi-node runs and job dependencies "
-                                 "start through SLURM)")
+    if args.slurm:
+        return
+    if args.nodes > 1 and not os.environ.get("SLURM_JOB_ID"):  # inside the job a submission made: its nodes
+        raise InputError(f"--nodes {args.nodes}: multi-node runs start through SLURM; add --slurm CLUSTER.yaml")
+    for flag, given in (("--after", args.after), ("--allow-unpinned", args.allow_unpinned)):
+        if given:
+            raise InputError(f"{flag}: only with --slurm CLUSTER.yaml (it is about the submission)")
 
 
 def run(args: argparse.Namespace) -> None:

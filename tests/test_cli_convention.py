@@ -36,8 +36,22 @@ def test_launch_check_of_a_missing_recipe_is_bad_input_and_takes_debug(tmp_path)
 
 def test_nodes_without_slurm_is_refused_before_a_run_folder_is_made(tmp_path):
     line = one_line(cli("launch", "sft", str(SFT_RECIPE), "--nodes", "2", "--runs-dir", str(tmp_path / "runs")), 2)
-    assert "--nodes" in line and "--slurm" in line
+    assert "--nodes 2: multi-node runs start through SLURM; add --slurm CLUSTER.yaml" in line
     assert not (tmp_path / "runs").exists()
+    line = one_line(cli("launch", "sft", str(SFT_RECIPE), "--after", "123", "--runs-dir", str(tmp_path / "runs")), 2)
+    assert "--after: only with --slurm" in line and not (tmp_path / "runs").exists()
+
+
+def test_inside_a_slurm_job_nodes_is_not_refused(tmp_path, monkeypatch):
+    """The job a submission made runs ``python -m launch sft ... --nodes N`` without --slurm (submission.py)."""
+    from launch.cli import parser, refuse_flags
+
+    args = parser().parse_args(["sft", str(SFT_RECIPE), "--nodes", "2"])
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    refuse_flags(args)
+    monkeypatch.delenv("SLURM_JOB_ID")
+    with pytest.raises(InputError, match="--nodes 2"):
+        refuse_flags(args)
 
 
 @pytest.mark.parametrize("argv", [
