@@ -1,31 +1,47 @@
-"""How a command ends on bad input: one line naming the file, line or key and the reason, exit 2, no traceback.
+"""How every command ends on an error: one line, no traceback; exit 2 for bad input, 1 for a failure of the world.
 
-Every CLI (``python -m launch``, ``python -m data_prep``, ``python -m eval``) uses this one convention: a check
-raises :class:`InputError` (or ``SystemExit`` with a message), and the entry point wraps its work in
-:func:`one_line_errors`:
+Every CLI (``python -m launch``, ``python -m data_prep``, ``python -m eval``, ``python -m release``) starts the same
+way, through :func:`cli_main`:
 
-    debug, argv = split_debug(sys.argv[1:])
-    with one_line_errors(debug):
-        run(argv)
+    def main(argv=None):
+        cli_main(run, argv)      # run(argv): the command's work, on argv without --debug, --verbose, --quiet
 
-A ``SystemExit`` with a message (our checks), a file that cannot be read, text that is not UTF-8 and
-JSON that is malformed or nested too deeply all end that way; Ctrl-C ends with one line and exit 130.
-``--debug`` anywhere on the command line shows the traceback instead. Other exceptions are bugs and
-keep their traceback.
+- bad input (a check raises :class:`InputError` or ``SystemExit`` with a message; a command-line value argparse
+  refuses; a named file that is missing, a folder, unreadable; text that is not UTF-8; JSON that is malformed or
+  nested too deeply): one line naming the file, line or key and the reason, exit 2;
+- a failure of the world (:class:`WorldError`; a network client's error; a full disk, any other ``OSError``):
+  one line, exit 1;
+- anything else is a bug: one line naming the exception, and the log's path where the command keeps one
+  (:func:`note_log`; the traceback is appended there), exit 1;
+- Ctrl-C: one line, exit 130.
+
+``--debug`` anywhere on the command line shows the traceback as well; ``--quiet`` turns progress lines off and
+``--verbose`` shows third-party import noise (common/quiet.py). A refused combination of flags is refused before
+anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 INPUT_ERROR_EXIT = 2  # as argparse's usage errors
+WORLD_ERROR_EXIT = 1  # no network, a full disk, a bug
 INTERRUPTED_EXIT = 130  # as a shell reports SIGINT
 DEBUG_FLAG = "--debug"
+HINT = f"rerun with {DEBUG_FLAG} for the traceback"
+INPUT_ERRNOS = {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EEXIST,
+                errno.ENAMETOOLONG, errno.ELOOP}  # a path the user named that cannot serve
+
+NETWORK_MODULES = {"httpx", "httpcore", "requests", "urllib3", "huggingface_hub"}  # their errors: the world's
+_active = False  # inside cli_main
+_log: Path | None = None  # where the running command logs (note_log): an unexpected error's traceback goes there
 
 
 class InputError(SystemExit):
@@ -34,9 +50,40 @@ class InputError(SystemExit):
     exit_code = INPUT_ERROR_EXIT
 
 
+class WorldError(SystemExit):
+    """A failure of the world, not of the input (no network, the hub refuses, a run in use): one line, exit 1."""
+
+    exit_code = WORLD_ERROR_EXIT
+
+
+class StepFailed(WorldError):
+    """A step that failed (a trainer, a merge): its own lines, the cause first, then the log's tail and path; exit 1."""
+
+    label = ""  # the message names the run and the step itself
+
+
+def note_log(path: Path | None) -> None:
+    """Name the log of the running command: an unexpected error's traceback is appended to it, and named."""
+    global _log
+    _log = path
+
+
 def split_debug(argv: list[str]) -> tuple[bool, list[str]]:
     """(whether ``--debug`` was given, the arguments without it)."""
     return DEBUG_FLAG in argv, [arg for arg in argv if arg != DEBUG_FLAG]
+
+
+def is_input(err: BaseException) -> bool:
+    """Whether ``err`` is the input's fault (exit 2) rather than the world's or a bug (exit 1)."""
+    if isinstance(err, OSError):
+        return err.filename is not None and err.errno in INPUT_ERRNOS
+    return isinstance(err, (SystemExit, UnicodeDecodeError, RecursionError, json.JSONDecodeError))
+
+
+def is_network(err: BaseException) -> bool:
+    """Whether ``err`` is a network client's (httpx, requests, urllib3, the hub's): the world's, not a bug."""
+    return isinstance(err, (ConnectionError, TimeoutError)) or any(
+        kind.__module__.split(".")[0] in NETWORK_MODULES for kind in type(err).__mro__)
 
 
 def one_line(err: BaseException) -> str:
@@ -52,13 +99,23 @@ def one_line(err: BaseException) -> str:
     elif isinstance(err, UnicodeDecodeError):
         text = f"not UTF-8 text (byte {err.start})"
     else:
-        text = f"{type(err).__name__}: {err}"
+        text = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    if not isinstance(err, SystemExit):  # a check may list several places; anything else stays one line
+        text = " ".join(text.split())
     return "; ".join([text, *getattr(err, "__notes__", [])])
+
+
+def _usage_error(parser: argparse.ArgumentParser, message: str) -> None:
+    """argparse's usage error as one line (exit 2), the usage behind --help."""
+    raise InputError(f"{parser.prog}: {message} ({parser.prog} --help shows the usage)")
 
 
 @contextmanager
 def one_line_errors(debug: bool = False) -> Iterator[None]:
-    """Turn input errors raised in the block into one line on stderr and exit 2 (130 for Ctrl-C)."""
+    """Every error raised in the block as one line on stderr: exit 2 (bad input), 1 (the world, a bug) or 130
+    (Ctrl-C); ``debug``: the traceback first. argparse's usage errors in the block are one line too."""
+    usage_error = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = _usage_error  # type: ignore[method-assign]
     try:
         yield
     except SystemExit as err:
@@ -66,18 +123,56 @@ def one_line_errors(debug: bool = False) -> Iterator[None]:
             raise
         if debug:
             traceback.print_exc()
-        print(one_line(err), file=sys.stderr)
-        raise SystemExit(INPUT_ERROR_EXIT) from None
+        print(f"{getattr(err, 'label', 'error: ')}{one_line(err)}", file=sys.stderr)
+        raise SystemExit(getattr(err, "exit_code", INPUT_ERROR_EXIT)) from None
     except KeyboardInterrupt as err:
         if debug:
             raise
         print(one_line(err), file=sys.stderr)
         raise SystemExit(INTERRUPTED_EXIT) from None
-    except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as err:
+    except Exception as err:
         if debug:
-            raise
-        print(one_line(err) + f" (rerun with {DEBUG_FLAG} for the traceback)", file=sys.stderr)
-        raise SystemExit(INPUT_ERROR_EXIT) from None
+            traceback.print_exc()
+        code = INPUT_ERROR_EXIT if is_input(err) else WORLD_ERROR_EXIT
+        bug = code == WORLD_ERROR_EXIT and not isinstance(err, OSError) and not is_network(err)
+        where = f" ({HINT})"
+        if bug and _log is not None:
+            try:
+                _log.parent.mkdir(parents=True, exist_ok=True)
+                with open(_log, "a", encoding="utf-8") as log:
+                    traceback.print_exc(file=log)
+                where = f" (traceback in {_log}; {HINT})"
+            except OSError:
+                pass
+        print(f"error: {'unexpected error: ' if bug else ''}{one_line(err)}{'' if debug else where}", file=sys.stderr)
+        raise SystemExit(code) from None
+    finally:
+        argparse.ArgumentParser.error = usage_error  # type: ignore[method-assign]
+
+
+def cli_main(run: Callable[[list[str]], object], argv: list[str] | None = None, debug_streams: bool = False) -> None:
+    """The one entry of every CLI: ``--debug``, ``--verbose`` and ``--quiet`` taken from ``argv`` (default the
+    command line) and applied, then ``run(rest)`` with every error ending as :func:`one_line_errors` says.
+    ``debug_streams``: ``--debug`` streams the processes' output as ``--verbose`` does (launch: a trainer's
+    traceback)."""
+    global _active
+    if _active:  # a command run by another's entry (python -m launch check ...): that entry handles it all
+        run(list(sys.argv[1:] if argv is None else argv))
+        return
+    from common import progress, quiet
+
+    debug, argv = split_debug(sys.argv[1:] if argv is None else list(argv))
+    argv, verbose, silent = quiet.take_flags(argv)
+    quiet.install(verbose)
+    quiet.VERBOSE = verbose or (debug and debug_streams)
+    progress.SHOW = not silent
+    note_log(None)
+    _active = True
+    try:
+        with one_line_errors(debug):
+            run(argv)
+    finally:
+        _active = False
 
 
 def fraction(text: str) -> float:

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from common.errors import InputError
+from common.errors import InputError, WorldError
 from common.files import sha256_file, write_json_atomic
 from common.secrets import redact_text, secret_values
 
@@ -98,10 +98,10 @@ def new_run_id(stage: str, recipe: Path, stamp: str | None = None, suffix: str =
     return f"{stamp}-{stage}-{recipe_slug(recipe)}" + (f"-{suffix}" if suffix else "")
 
 
-def check_run_id(run_id: str) -> str:
-    """``run_id`` if it is a safe folder name; SystemExit with one line otherwise."""
+def check_run_id(run_id: str, flag: str = "--run-id") -> str:
+    """``run_id`` if it is a safe folder name; InputError with one line naming ``flag`` otherwise."""
     if not RUN_ID.fullmatch(run_id) or ".." in run_id:
-        raise InputError(f"--run-id {run_id!r}: a run id is 1 to 128 letters, digits, '.', '_', '+' or '-', "
+        raise InputError(f"{flag} {run_id!r}: a folder name is 1 to 128 letters, digits, '.', '_', '+' or '-', "
                          "starting with a letter or digit, without '/' or '..'")
     return run_id
 
@@ -125,8 +125,8 @@ class RunLock:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     os.close(fd)
-                    raise SystemExit(f"run {run_dir.name} is in use by {holder(path)} (lock {path}): "
-                                     "wait for it to end, or stop it first") from None
+                    raise WorldError(f"run {run_dir.name} is in use by {holder(path)} (lock {path}): "
+                                    "wait for it to end, or stop it first") from None
                 time.sleep(0.5)
             except OSError as err:
                 if err.errno not in UNSUPPORTED:
@@ -321,17 +321,15 @@ class RunWriter:
 
     @classmethod
     def open(cls, run_dir: Path) -> RunWriter:
-        """Lock ``run_dir``: InputError (exit 2) naming the holder when another process has it. A command a launcher
-        started on the run (``launch eval``) uses the lock it was handed (``LAUNCH_RUN_LOCK``)."""
+        """Lock ``run_dir``: WorldError (exit 1, as for a launcher's stage) naming the holder when another process
+        has it. A command a launcher started on the run (``launch eval``) uses the lock it was handed
+        (``LAUNCH_RUN_LOCK``)."""
         if not (run_dir / MANIFEST).is_file():
             raise InputError(f"{run_dir}: not a run folder (no {MANIFEST})")
         held = os.environ.get(HELD_LOCK_ENV)
         if held and Path(held).resolve() == run_dir.resolve():
             return cls(run_dir, None)  # the launcher holds it, and waits for us
-        try:
-            return cls(run_dir, RunLock.acquire(run_dir))
-        except SystemExit as busy:  # another process writes in it: the input (this run, now) is refused, exit 2
-            raise InputError(str(busy.code)) from None
+        return cls(run_dir, RunLock.acquire(run_dir))
 
     def __enter__(self) -> RunWriter:
         return self

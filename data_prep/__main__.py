@@ -6,19 +6,19 @@
 
 INPUT is a .jsonl, .json (either may end in .xz or .gz) or .parquet file, or hub:ORG/NAME@REVISION[:[CONFIG/]SPLIT];
 a source with its own reader takes its own format (medquad: the XML archive, a folder or a file).
-Bad input ends with one line naming the file, line or key (exit 2); --debug shows the traceback.
+Bad input ends with one line naming the file, line or key (exit 2); a failure of the world (a full disk, no
+network) one line, exit 1; --debug shows the traceback.
 Every command takes --quiet (no progress) and --verbose (third-party import noise too, common/quiet.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-from common import progress, quiet
-from common.errors import fraction, one_line_errors, split_debug
+from common import progress
+from common.errors import cli_main, fraction
 from data_prep import decontaminate
 from data_prep.convert import DEFAULT_MAX_REJECT_RATE, convert
 from data_prep.coverage import describe
@@ -79,10 +79,10 @@ def run_build(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    debug, argv = split_debug(sys.argv[1:] if argv is None else argv)
-    argv, verbose, silent = quiet.take_flags(argv)
-    quiet.install(verbose)
-    progress.SHOW = not silent
+    cli_main(run, argv)
+
+
+def run(argv: list[str]) -> None:
     sources = load_sources()
     listing = "\n".join(f"  {name:<14} {m.KIND}  {m.SUMMARY}" for name, m in sources.items())
     parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__.splitlines()[0])
@@ -119,8 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     mix.set_defaults(run=run_build)
 
     args = parser.parse_args(argv)
-    with one_line_errors(debug):
-        args.run(args)
+    args.run(args)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
     python -m eval all [--model RUN] [...]             run, generate-check, report: a run's whole evaluation
     python -m eval baseline RESULTS_DIR --out DIR      a base model's full test-set eval, committed (docs/baseline/)
 
-Bad input ends with one line naming the file or option (exit 2); --debug shows the traceback.
+Bad input ends with one line naming the file or option (exit 2); a failure of the world one line, exit 1;
+--debug shows the traceback.
 Every command takes --quiet (no progress) and --verbose (third-party import noise too, common/quiet.py;
 for `run`, lm-eval's own output on the terminal as well as in its log).
 """
@@ -18,23 +19,21 @@ from __future__ import annotations
 import importlib
 import sys
 
-from common import progress, quiet
-from common.errors import one_line_errors, split_debug
+from common.errors import cli_main
 
 COMMANDS = {"prepare": "eval.prepare", "run": "eval.run", "generate-check": "eval.generation_check",
             "report": "eval.report", "baseline": "eval.commit_baseline", "all": "eval.all_steps"}
 
 
-def main(argv: list[str] | None = None) -> None:
-    debug, argv = split_debug(sys.argv[1:] if argv is None else argv)
-    argv, verbose, silent = quiet.take_flags(argv)
-    quiet.install(verbose)
-    progress.SHOW = not silent
+def run(argv: list[str]) -> None:
     if not argv or argv[0] not in COMMANDS:
-        print(__doc__.strip())
+        print(__doc__.strip(), file=sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr)
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
-    with one_line_errors(debug):
-        importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+    importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,22 @@ def gguf_eval_dir(eval_dir: Path, quant: str) -> Path:
 def read_release(folder: Path) -> dict[str, Any] | None:
     """A release folder's ``release.json`` (release/build.py writes it), or None where it has none."""
     path = folder / RELEASE_JSON
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text (byte {err.start + 1}); rebuild with `python -m release build`") \
+            from None
+    except (json.JSONDecodeError, RecursionError) as err:
+        why = f"{err.msg} at line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) \
+            else "nested too deeply"
+        raise InputError(f"{path}: not JSON ({why}); rebuild with `python -m release build`") from None
+    if not isinstance(record, dict) or not isinstance(record.get("files", {}), dict) \
+            or not isinstance(record.get("runs", []), list):
+        raise InputError(f"{path}: not a release record (a JSON object with files and runs); rebuild with "
+                         "`python -m release build`")
+    return record
 
 
 class GGUFFile:
@@ -110,4 +125,7 @@ class GGUFFile:
         """The run its release was built from (the last of release.json's runs), or None."""
         record = read_release(self.release) if self.release else None
         runs = (record or {}).get("runs") or []
-        return Path(runs[-1]["path"]) if runs and runs[-1].get("path") else None
+        if not runs or not isinstance(runs[-1], dict) or not runs[-1].get("path"):
+            return None
+        path = Path(runs[-1]["path"])  # absolute; a release built before that: relative to its project
+        return path if path.is_absolute() or path.exists() else self.release.parent.parent / path

@@ -96,11 +96,12 @@ class GGUFModel:
 
     def __init__(self, path: Path, context: int | None = None, threads: int | None = None,
                  gpu_layers: int = 0) -> None:
-        GGUFFile.of(path)
+        metadata = GGUFFile.of(path).metadata
+        trained = int(metadata.get(f"{metadata.get('general.architecture')}.context_length") or MAX_CONTEXT)
         llama_cpp = import_llama_cpp()
         threads = threads or cores()
-        try:
-            self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=context or MAX_CONTEXT, n_batch=512,
+        try:  # default context: ours, never more than the model was trained on
+            self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=context or min(MAX_CONTEXT, trained), n_batch=512,
                                        n_threads=threads, n_threads_batch=threads, n_gpu_layers=gpu_layers,
                                        verbose=False)
         except ValueError as err:  # the binding's word for a file llama.cpp could not load
@@ -108,6 +109,7 @@ class GGUFModel:
         atexit.register(self.llm.close)  # before interpreter teardown, where the binding's __del__ fails
         self.path = path
         self.tokenizer = GGUFTokenizer(self.llm, path)
+        self.context = self.llm.n_ctx()  # the most tokens a reply sees, its prompt included
 
     def new_tokens(self, messages: list[dict[str, str]], decoding: Any, streamer: Any = None
                    ) -> tuple[list[int], list[int]]:
@@ -116,9 +118,9 @@ class GGUFModel:
         if not stops:
             raise InputError(f"{self.path}: no eos token and no known end-of-turn token in the GGUF")
         prompt = self.tokenizer.prompt_ids(messages)
-        if len(prompt) + decoding.max_new_tokens > self.llm.n_ctx():
-            raise InputError(f"{self.path}: a {len(prompt)}-token prompt and {decoding.max_new_tokens} new tokens "
-                             f"exceed the {self.llm.n_ctx()}-token context")
+        if len(prompt) + decoding.max_new_tokens > self.context:
+            raise InputError(f"the prompt: {len(prompt)} prompt tokens and --max-new-tokens {decoding.max_new_tokens} "
+                             f"exceed the model's {self.context}-token context ({self.path})")
         sampling = decoding.temperature > 0
         settings = ({"temp": decoding.temperature, "top_p": TOP_P, "top_k": 0, "min_p": 0.0} if sampling
                     else {"temp": 0.0, "top_k": 1})

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from common.errors import InputError, one_line_errors, split_debug
+from common.errors import InputError, cli_main
 from common.progress import StepLine, clock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,6 +194,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":  # make gguf-tools
-    debug, argv = split_debug(sys.argv[1:])
-    with one_line_errors(debug):
-        main(argv)
+    cli_main(main)

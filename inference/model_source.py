@@ -113,12 +113,38 @@ def adapter_source(adapter: Path, base: Path) -> Source:
     return Source(model=base, tokenizer=adapter if has_tokenizer else base, adapter=adapter)
 
 
+def check_safetensors(path: Path) -> None:
+    """InputError naming ``path`` unless it is a whole safetensors file: its header is JSON and its tensors' data
+    ends where the file ends (a truncated copy, an interrupted save, another format)."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 2 <= length <= size - 8:
+            raise InputError(f"{path}: not a whole safetensors file ({size} bytes; truncated?)")
+        try:
+            header = json.loads(handle.read(length))
+            end = max([0, *(t["data_offsets"][1] for k, t in header.items() if k != "__metadata__")])
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            raise InputError(f"{path}: not a safetensors file (its header is not safetensors' JSON)") from None
+    if 8 + length + end != size:
+        raise InputError(f"{path}: truncated or damaged: {size} bytes where its header says {8 + length + end}")
+
+
+def check_weights(source: Source) -> None:
+    """Every safetensors file of the model and the adapter whole, before torch loads any (one line naming it)."""
+    for folder in filter(None, (source.model, source.adapter)):
+        for path in sorted(folder.glob("*.safetensors")):
+            check_safetensors(path)
+
+
 def load_model(source: Source) -> tuple[Any, Any]:
     """(model in eval mode on the GPU when there is one, tokenizer); a GGUF file: llama.cpp's model and vocabulary."""
     if is_gguf(source.model):
         from inference.gguf_model import load_gguf
 
         return load_gguf(source.model)
+    check_weights(source)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging

@@ -39,6 +39,55 @@ def first_messages(decoding: Decoding) -> list[dict[str, str]]:
     return [{"role": "system", "content": decoding.system}] if decoding.system else []
 
 
+def unencodable(text: str) -> str | None:
+    """Why ``text`` cannot be a prompt (a lone surrogate: an undecodable byte or a ``\\ud800`` escape), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"not UTF-8 text (character {err.start + 1} is {text[err.start]!a}, an undecodable byte or a lone " \
+               "surrogate)"
+    return None
+
+
+def check_messages(messages: list[dict[str, str]], where: str = "the conversation") -> None:
+    """InputError naming ``where`` unless every message is text a tokenizer can take."""
+    for message in messages:
+        if (why := unencodable(message["content"])) is not None:
+            raise InputError(f"{where}: {message['role']} message: {why}")
+
+
+def context_of(model: Any) -> int | None:
+    """The most tokens ``model`` attends to: a GGUF's llama.cpp context, else its config's position count."""
+    if getattr(model, "is_gguf", False):
+        return model.context
+    config = getattr(model, "config", None)
+    return getattr(config, "max_position_embeddings", None)
+
+
+def prompt_ids(model: Any, tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """The prompt's token ids: the chat template over ``messages``, with the generation prompt."""
+    if getattr(model, "is_gguf", False):
+        return model.tokenizer.prompt_ids(messages)
+    if not tokenizer.chat_template:
+        raise InputError(f"{tokenizer.name_or_path}: its tokenizer has no chat template")
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                              return_dict=True)["input_ids"])
+
+
+def check_fits(model: Any, tokenizer: Any, messages: list[dict[str, str]], decoding: Decoding,
+               where: str = "the prompt") -> None:
+    """InputError naming ``where`` when the prompt and ``max_new_tokens`` exceed the model's context: refused
+    before any generation, rather than minutes of it on positions the model never saw."""
+    check_messages(messages, where)
+    context = context_of(model)
+    if context is None:
+        return
+    length = len(prompt_ids(model, tokenizer, messages))
+    if length + decoding.max_new_tokens > context:
+        raise InputError(f"{where}: {length} prompt tokens and --max-new-tokens {decoding.max_new_tokens} exceed "
+                         f"the model's {context}-token context")
+
+
 def generation_settings(model: Any, tokenizer: Any, decoding: Decoding) -> Any:
     """The model's generation config with the card's decoding; eos: its own eos ids and every terminator."""
     own = model.generation_config.eos_token_id
@@ -64,14 +113,20 @@ def respond(model: Any, tokenizer: Any, messages: list[dict[str, str]], decoding
 def new_tokens(model: Any, tokenizer: Any, messages: list[dict[str, str]], decoding: Decoding,
                streamer: Any = None) -> tuple[list[int], list[int]]:
     """(the next turn's new token ids, the stopping one included; the ids that stop it)."""
+    check_messages(messages)
     if getattr(model, "is_gguf", False):  # inference/gguf_model.py: llama.cpp answers
         return model.new_tokens(messages, decoding, streamer)
     import torch
 
     if not tokenizer.chat_template:
         raise InputError(f"{tokenizer.name_or_path}: its tokenizer has no chat template")
+    context = context_of(model)
     inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
                                            return_tensors="pt").to(model.device)
+    length = inputs["input_ids"].shape[1]
+    if context is not None and length + decoding.max_new_tokens > context:
+        raise InputError(f"the prompt: {length} prompt tokens and --max-new-tokens {decoding.max_new_tokens} exceed "
+                         f"the model's {context}-token context")
     settings = generation_settings(model, tokenizer, decoding)
     with torch.inference_mode():
         output = model.generate(**inputs, generation_config=settings, streamer=streamer)

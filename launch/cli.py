@@ -13,13 +13,11 @@ Bad input (a recipe, a ``--set`` key, a number, a run id) is one line and exit c
 from __future__ import annotations
 
 import argparse
-import sys
-import traceback
+import os
 from pathlib import Path
 from typing import Any
 
-from common import quiet
-from common.errors import InputError, positive_int
+from common.errors import InputError, cli_main, positive_int
 from launch.lifecycle.config import parse_override
 from launch.lifecycle.run import StageRun
 from launch.lifecycle.topology import topology
@@ -46,28 +44,32 @@ def parser() -> argparse.ArgumentParser:
                    help="with --slurm: start after this job succeeds (--dependency=afterok)")
     p.add_argument("--allow-unpinned", action="store_true",
                    help="with --slurm: submit even when the base model's branch cannot be resolved to a commit")
-    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error (and stream the "
+                   "trainer's output, as --verbose)")
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
-    quiet.VERBOSE = quiet.VERBOSE or args.debug  # --debug: the trainer's traceback too (an out-of-memory's)
-    try:
-        run(args)
-    except (InputError, OSError) as err:  # OSError: a runs dir that cannot be written, a file that vanished
-        if args.debug:
-            traceback.print_exc()
-        message = str(err) if isinstance(err, InputError) else \
-            f"{err.filename or ''}{': ' if err.filename else ''}{err.strerror or err} (--debug shows the traceback)"
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(InputError.exit_code) from None
+    """``python -m launch STAGE ...`` (common/errors.py's entry: --debug, --verbose, --quiet, one-line errors)."""
+    cli_main(lambda rest: run(parser().parse_args(rest)), argv, debug_streams=True)
+
+
+def refuse_flags(args: argparse.Namespace) -> None:
+    """A combination of flags that cannot work, refused before anything (a run folder) is written."""
+    if args.dry_run and not args.slurm:
+        raise InputError("--dry-run prints the sbatch script: it needs --slurm CLUSTER.yaml")
+    if args.slurm:
+        return
+    if args.nodes > 1 and not os.environ.get("SLURM_JOB_ID"):  # inside the job a submission made: its nodes
+        raise InputError(f"--nodes {args.nodes}: multi-node runs start through SLURM; add --slurm CLUSTER.yaml")
+    for flag, given in (("--after", args.after), ("--allow-unpinned", args.allow_unpinned)):
+        if given:
+            raise InputError(f"{flag}: only with --slurm CLUSTER.yaml (it is about the submission)")
 
 
 def run(args: argparse.Namespace) -> None:
     """Start or submit what ``args`` ask for."""
-    if args.dry_run and not args.slurm:
-        raise InputError("--dry-run prints the sbatch script: it needs --slurm CLUSTER.yaml")
+    refuse_flags(args)
     request = None if args.stage in FOLLOWUPS else StageRun(
         stage=args.stage, recipe=args.recipe, runs_dir=args.runs_dir, run_id=args.run_id, parent=args.parent,
         overrides=dict(args.overrides), root=Path.cwd(),

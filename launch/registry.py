@@ -53,5 +53,6 @@ def usage() -> str:
     width = max(len(f"{c.name} {c.args}") for c in TABLE)
     lines = [f"  python -m launch {f'{c.name} {c.args}':<{width}}  {c.summary}" for c in TABLE]
     return ("usage: python -m launch COMMAND ... (python -m launch COMMAND --help for its options)\n\ncommands:\n"
-            + "\n".join(lines) + "\n\nEvery command takes --verbose (third-party import noise too) and --quiet "
-            "(no progress bars).")
+            + "\n".join(lines) + "\n\nEvery command takes --verbose (third-party import noise too), --quiet "
+            "(no progress bars)\nand --debug (an error's traceback). Bad input ends in one line, exit 2; a failure "
+            "of the world\n(no network, a full disk, a failed step) in one line, exit 1.")

@@ -10,7 +10,7 @@ RUN_OR_MODEL: runs/<id> (its merged/, else its adapter/ on its base), an adapter
 file (llama.cpp, inference/gguf_model.py).
 Both use the model card's system prompt (--system), greedy decoding (--temperature), --max-new-tokens, and stop on
 the eos and every end-of-turn token of the chat template. Bad input ends with one line (exit 2); --debug shows
-the traceback; --verbose shows third-party import noise too.
+the traceback; --verbose shows third-party import noise too; --quiet, no progress lines.
 """
 
 from __future__ import annotations
@@ -18,22 +18,21 @@ from __future__ import annotations
 import importlib
 import sys
 
-from common import quiet
-from common.errors import one_line_errors, split_debug
+from common.errors import cli_main
 
 COMMANDS = {"generate": "release.generate", "chat": "release.chat", "build": "release.build",
             "publish": "release.publish", "tools": "inference.llama_cpp_tools"}
 
 
-def main(argv: list[str] | None = None) -> None:
-    debug, argv = split_debug(sys.argv[1:] if argv is None else argv)
-    argv, verbose, _ = quiet.take_flags(argv)
-    quiet.install(verbose)
+def run(argv: list[str]) -> None:
     if not argv or argv[0] not in COMMANDS:
-        print(__doc__.strip())
+        print(__doc__.strip(), file=sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr)
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
-    with one_line_errors(debug):
-        importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+    importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -152,8 +152,10 @@ def write_release(stage_dir: Path, stages: list[Stage], name: str, quants: list[
     run = stages[-1]
     known = known or {}
     copied = {}
+    mode = 0o666 & ~current_umask()
     for path in model_files(run.path / "merged"):
         shutil.copy2(path, stage_dir / path.name)
+        (stage_dir / path.name).chmod(mode)  # as any file written here: a merge may leave its weights 0600
         if f"merged/{path.name}" in known:
             copied[path.name] = known[f"merged/{path.name}"]
     tokenizer = AutoTokenizer.from_pretrained(run.path / "merged")  # loaded once: the GGUFs, terminators, the card
@@ -174,11 +176,17 @@ def write_release(stage_dir: Path, stages: list[Stage], name: str, quants: list[
     (stage_dir / "README.md").write_text(card, encoding="utf-8")
     write_json_atomic(stage_dir / RELEASE_JSON, {
         "name": name, "built_at": now(),
-        "runs": [{"run_id": s.path.name, "stage": s.name, "path": str(s.path), "recipe": s.manifest.get("recipe")}
-                 for s in stages],
+        "runs": [{"run_id": s.path.name, "stage": s.name, "path": str(s.path.resolve()),  # from any directory
+                  "recipe": s.manifest.get("recipe")} for s in stages],
         "code": run.manifest.get("code"), "gguf": ggufs,
         "files": file_records(stage_dir, {**copied, **{f"gguf/{g['file']}": g["sha256"] for g in ggufs}}),
         "hub": None})
+
+
+def current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def build_release(run: Path, name: str | None = None, out: Path = Path("releases"), quants: list[str] = (),
@@ -186,14 +194,14 @@ def build_release(run: Path, name: str | None = None, out: Path = Path("releases
     """Build ``out/<name>`` from ``run`` (with a GGUF of each of ``quants``); return it."""
     quants = gguf.check_quants(list(quants))
     stages = stages_of(run)
-    name = check_run_id(name or run.resolve().name)
+    name = check_run_id(name or run.resolve().name, "--name")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is a file, not a folder for releases")
     with RunWriter.open(stages[-1].path) as writer:  # before anything is made: a busy run changes nothing
         known = writer.verify()
         out.mkdir(parents=True, exist_ok=True)
         stage_dir = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out))
-        umask = os.umask(0)
-        os.umask(umask)
-        stage_dir.chmod(0o777 & ~umask)  # mkdtemp makes 0700; give the folder the mode mkdir would have
+        stage_dir.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; give the folder the mode mkdir would have
         try:
             # what goes into the run: eval/gguf/<QUANT>/ (other types' scores kept) and eval/gguf/gguf.log
             with writer.staged("eval/gguf", keep=gguf.QUANTS) if quants else contextlib.nullcontext() as run_stage:

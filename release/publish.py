@@ -5,7 +5,8 @@ card with results (``model-index``; a pipeline check has none), and the run it w
 its adapter/ and merged/ as its manifest's sha256s record them (common/rundir.py's ``verify_outputs``; a run made
 before they were recorded passes with a note). Then creates the repository (if new) and uploads
 every file in ONE commit, and records the hub revision (the commit id) in release.json. The token is HF_TOKEN
-from the environment, never written anywhere. ``--dry-run`` lists the files with sizes and touches no network.
+from the environment, never written anywhere. ``--dry-run`` lists the files a publish sends (release.json too),
+with sizes, and touches no network. A hub that cannot be reached, or refuses, ends in one line (exit 1).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from common.errors import InputError
+from common.errors import InputError, WorldError
 from common.files import write_json_atomic
 from common.rundir import MANIFEST, now, verify_outputs
 from inference.gguf_file import RELEASE_JSON, read_release
@@ -46,14 +47,27 @@ def checked(folder: Path) -> dict[str, Any]:
     return record
 
 
+def upload_list(folder: Path, record: dict[str, Any]) -> list[tuple[str, int]]:
+    """(path in the repository, size) of every file a publish sends: the recorded files, then release.json."""
+    return [*((name, entry["size"]) for name, entry in record["files"].items()),
+            (RELEASE_JSON, (folder / RELEASE_JSON).stat().st_size)]
+
+
+def hub_failure(err: Exception, repo: str) -> WorldError:
+    """The hub's failure in one line: what was asked, the error's kind and its first line (no traceback)."""
+    first = (str(err).strip().splitlines() or [""])[0]
+    return WorldError(f"publish to {repo}: the hub could not be reached or refused ({type(err).__name__}: {first}); "
+                      "nothing was published")
+
+
 def publish(folder: Path, repo: str, private: bool = False, dry_run: bool = False) -> dict[str, Any]:
     """Upload ``folder`` to ``repo`` in one commit; return release.json as updated (unchanged for a dry run)."""
     record = checked(folder)
-    files = record["files"]
+    files = upload_list(folder, record)
     if dry_run:
-        for name, entry in files.items():
-            print(f"{entry['size']:>14,}  {name}")
-        print(f"{sum(e['size'] for e in files.values()):>14,}  {len(files)} files -> {repo} "
+        for name, size in files:
+            print(f"{size:>14,}  {name}")
+        print(f"{sum(size for _, size in files):>14,}  {len(files)} files -> {repo} "
               f"({'private' if private else 'public'}); dry run, nothing sent")
         return record
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
@@ -65,10 +79,13 @@ def publish(folder: Path, repo: str, private: bool = False, dry_run: bool = Fals
     from huggingface_hub import CommitOperationAdd, HfApi
 
     api = HfApi(token=token)
-    api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name))
-                  for name in [*files, RELEASE_JSON]]
-    info = api.create_commit(repo, operations, commit_message=f"Release {record.get('name')}", repo_type="model")
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name, _ in files]
+    try:  # the hub's network API: any failure there is the world's, told in one line
+        api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
+        info = api.create_commit(repo, operations, commit_message=f"Release {record.get('name')}",
+                                 repo_type="model")
+    except Exception as err:  # httpx, requests and the hub's own errors alike
+        raise hub_failure(err, repo) from err
     record["hub"] = {"repo": repo, "revision": info.oid, "url": getattr(info, "commit_url", None),
                      "private": private, "published_at": now()}
     write_json_atomic(folder / RELEASE_JSON, record)

@@ -85,14 +85,15 @@ def test_a_dataset_branch_resolves_through_the_datasets_api(monkeypatch):
     assert asked == [("berkeley-nest/Nectar", "main")]
 
 
-def test_slurm_submission_refuses_an_unresolvable_branch_and_creates_no_run(hub, tmp_path):
+def test_slurm_submission_refuses_an_unresolvable_branch_and_creates_no_run(hub, tmp_path, capsys):
     from launch.cli import main
 
     hub.answer = OfflineModeIsEnabled("offline")
     recipe = tmp_path / "sft.yaml"
     recipe.write_text(f"base_model: {MODEL}\nrevision_of_model: main\n", encoding="utf-8")
-    with pytest.raises(SystemExit, match="--allow-unpinned"):
+    with pytest.raises(SystemExit) as end:
         main(["sft", str(recipe), "--slurm", "launch/clusters/local-test.yaml", "--runs-dir", str(tmp_path / "runs")])
+    assert end.value.code == 2 and "--allow-unpinned" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
 

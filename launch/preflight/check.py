@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from common.errors import positive_int
+from common.errors import cli_main, positive_int
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = Path("recipes/LOCK")
@@ -322,4 +322,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli_main(main)

@@ -21,13 +21,12 @@ import argparse
 import json
 import math
 import struct
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from common.errors import InputError, fraction, one_line_errors, positive_int, split_debug
+from common.errors import InputError, cli_main, fraction, positive_int
 from common.files import load_yaml
 from launch.preflight import batches
 from launch.preflight import estimates as est
@@ -349,29 +348,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--measured", type=Path, metavar="RUN", help="a finished run folder to compare with")
     parser.add_argument("--json", action="store_true", help="print the plan as one JSON object")
     parser.add_argument("--points", action="store_true", help="print the measured points and their utilisation")
-    debug, argv = split_debug(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    with one_line_errors(debug):
-        if args.points:
-            print("\n".join(ut.table(ut.load())))
-            return
-        if args.recipe is None or args.gpu is None:
-            raise InputError("launch plan needs a RECIPE and --gpu KIND (or --points)")
-        if not args.recipe.is_file():
-            raise InputError(f"recipe not found: {args.recipe}")
-        if args.utilisation == 0:
-            raise InputError("--utilisation 0: a GPU that executes nothing never finishes")
-        if args.json:
-            found = estimate(load_yaml(args.recipe), args.gpus, args.gpu, args.dataset, args.utilisation,
-                          args.model_config)
-            print(json.dumps({"recipe": str(args.recipe), **found}, indent=1))
-            fits = found["fits"]
-        else:
-            fits, lines = plan(args.recipe, args.gpus, args.gpu, args.dataset, args.utilisation, args.model_config,
-                               args.measured)
-            print("\n".join(lines))
+    if args.points:
+        print("\n".join(ut.table(ut.load())))
+        return
+    if args.recipe is None or args.gpu is None:
+        raise InputError("launch plan needs a RECIPE and --gpu KIND (or --points)")
+    if not args.recipe.is_file():
+        raise InputError(f"recipe not found: {args.recipe}")
+    if args.utilisation == 0:
+        raise InputError("--utilisation 0: a GPU that executes nothing never finishes")
+    if args.json:
+        found = estimate(load_yaml(args.recipe), args.gpus, args.gpu, args.dataset, args.utilisation,
+                         args.model_config)
+        print(json.dumps({"recipe": str(args.recipe), **found}, indent=1))
+        fits = found["fits"]
+    else:
+        fits, lines = plan(args.recipe, args.gpus, args.gpu, args.dataset, args.utilisation, args.model_config,
+                           args.measured)
+        print("\n".join(lines))
     raise SystemExit(0 if fits else 1)
 
 
 if __name__ == "__main__":
-    main()
+    cli_main(main)

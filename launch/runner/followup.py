@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common.errors import InputError
+from common.errors import InputError, StepFailed
 from common.rundir import HELD_LOCK_ENV, now
 from launch.lifecycle.config import stage_env
 from launch.lifecycle.run import Run
@@ -76,9 +76,9 @@ def followup_locked(stage: str, run: Run, root: Path) -> Path:
         run.record_output("merged", "merged")
     run.append("followups", entry)
     if oom:
-        raise SystemExit(out_of_memory.report_line(run.id, run.record["stage"], stage, oom, run.path / log_name))
+        raise StepFailed(out_of_memory.report_line(run.id, run.record["stage"], stage, oom, run.path / log_name))
     if code != 0:
-        raise SystemExit(terminal.failure(run.id, stage, code, tail, run.path / log_name))
+        raise StepFailed(terminal.failure(run.id, stage, code, tail, run.path / log_name))
     if stage == "merge":
         terminal.say(f"merged: {run.path / 'merged'}/  next: make eval RUN={run.path}")
     return run.path

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from common.errors import InputError, one_line_errors, split_debug
+from common.errors import InputError, cli_main
 from common.rundir import MANIFEST, read_manifest
 from launch.plugins import MARGINS
 
@@ -121,18 +120,16 @@ def write_loss_curve(run_dir: Path, record: dict[str, Any]) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    debug, argv = split_debug(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m launch.runner.loss_curve", description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a run folder, e.g. runs/<run-id>")
     args = parser.parse_args(argv)
-    with one_line_errors(debug):
-        if not (args.run / MANIFEST).is_file():
-            raise InputError(f"{args.run}: not a run folder (no {MANIFEST})")
-        out = write_loss_curve(args.run, read_manifest(args.run))
-        if out is None:
-            raise InputError(f"{args.run}: no training loss recorded, so no loss curve")
-        print(out)
+    if not (args.run / MANIFEST).is_file():
+        raise InputError(f"{args.run}: not a run folder (no {MANIFEST})")
+    out = write_loss_curve(args.run, read_manifest(args.run))
+    if out is None:
+        raise InputError(f"{args.run}: no training loss recorded, so no loss curve")
+    print(out)
 
 
 if __name__ == "__main__":
-    main()
+    cli_main(main)

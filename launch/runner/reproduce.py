@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from common.errors import WorldError, cli_main
 from common.files import sha256_file, sha256_tree
 from common.rundir import MANIFEST, new_run_id, read_manifest
 from common.secrets import REDACTED
@@ -241,9 +242,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nrun {new_dir.name} reproduces {record['run_id']}:")
     train_record.print_comparison(result)
     if not result["reproduced"]:
-        raise SystemExit("reproduce: the new run differs from the original (see above)")
+        raise WorldError("reproduce: the new run differs from the original (see above)")
     print(f"reproduced: same tokenized dataset, same losses for the first {result['steps_compared']} steps")
 
 
 if __name__ == "__main__":
-    main()
+    cli_main(main)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from common import quiet
+from common.errors import StepFailed, note_log
 from common.rundir import RunLock
 from common.secrets import redact_text, secret_values
 from launch.lifecycle.config import GROUP_EXIT_WAIT_S, stage_env
@@ -168,6 +169,7 @@ def run_logged(command: list[str], log_path: Path, env: dict[str, str], cwd: Pat
 def run_stage(request: StageRun) -> Path:
     """Run every step of a stage into its run folder and return it. Raises SystemExit on failure or preemption."""
     with Run.open(request) as run:
+        note_log(run.path / "logs" / "launch.log")  # a launcher bug's traceback, named in its one line
         stopper = Stopper(run.id, run.stop_file)
         try:
             stopper.install()
@@ -188,8 +190,8 @@ def end_failed(run: Run, attempt: dict[str, Any], step: str, code: int, log_name
         attempt["status"] = out_of_memory.STATUS
     run.finish(exit_code=code, error=error, status=out_of_memory.STATUS if oom else None)
     if oom:
-        raise SystemExit(out_of_memory.report_line(run.id, stage, step, oom, log))
-    raise SystemExit(terminal.failure(run.id, step, code, tail, log))
+        raise StepFailed(out_of_memory.report_line(run.id, stage, step, oom, log))
+    raise StepFailed(terminal.failure(run.id, step, code, tail, log))
 
 
 def record_train_step(run: Run, log: Path) -> None:

@@ -15,7 +15,7 @@ import shlex
 import time
 from pathlib import Path
 
-from common.errors import positive_int
+from common.errors import cli_main, positive_int
 from common.files import write_json_atomic
 from common.rundir import new_run_id
 from launch.lifecycle.config import parse_override
@@ -91,4 +91,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli_main(main)

@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from common.errors import WorldError
 from common.files import atomic_writer
 from common.rundir import now
 from launch.lifecycle.run import Run
@@ -94,7 +95,7 @@ def sbatch(script: Path, after: list[str], cwd: Path) -> str:
         command += [f"--dependency=afterok:{':'.join(after)}", "--kill-on-invalid-dep=yes"]
     result = subprocess.run([*command, str(script)], capture_output=True, text=True, cwd=cwd, check=False)
     if result.returncode != 0:
-        raise SystemExit(f"sbatch {script} failed ({result.returncode}): {result.stderr.strip()}")
+        raise WorldError(f"sbatch {script} failed ({result.returncode}): {result.stderr.strip()}")
     return result.stdout.strip().split(";")[0]
 
 
