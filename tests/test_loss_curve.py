@@ -12,6 +12,7 @@ import pytest
 from helpers import read_jsonl, write_jsonl
 from PIL import Image
 
+from common.errors import cli_main
 from launch.lifecycle.run import Run
 from launch.lifecycle.train_record import summarize_training
 from launch.plugins import EVAL_LOSSES_FILE, LOSSES_FILE, MARGINS
@@ -128,7 +129,7 @@ def test_the_command_draws_an_existing_runs_curve_and_leaves_its_manifest(tmp_pa
     manifest.write_text(json.dumps({"losses": []}), encoding="utf-8")
     (tmp_path / "loss.png").unlink()
     with pytest.raises(SystemExit) as exit_info:
-        loss_curve.main([str(tmp_path)])
+        cli_main(loss_curve.main, [str(tmp_path)])  # the entry `python -m launch.runner.loss_curve` runs
     assert exit_info.value.code == 2 and not (tmp_path / "loss.png").exists()
     assert "no training loss recorded" in capsys.readouterr().err
 
