@@ -1,6 +1,6 @@
 """llama.cpp's own GGUF tools, built once from llama-cpp-python's pinned source package and cached.
 
-    make gguf-tools                         find them, else build them (the first time: about 15 min on 2 cores)
+    make gguf-tools                         find them, else build them (the first time: 3 min 15 s on 2 idle cores, docs/gguf.md)
     python -m inference.llama_cpp_tools     the same (``python -m release tools`` too)
 
 llama-cpp-python's source package vendors llama.cpp. Its ``convert_hf_to_gguf.py`` (with ``conversion/`` and
@@ -122,7 +122,7 @@ def build_tools(tools: Tools, stream: TextIO) -> None:
     partial = Path(tempfile.mkdtemp(prefix=f".{tools.home.name}.partial-", dir=tools.home.parent))
     log = partial / "build.log"
     start = time.monotonic()
-    line = StepLine(f"build llama.cpp (llama-cpp-python {tools.version}; first time only, ~15 min on 2 cores)",
+    line = StepLine(f"build llama.cpp (llama-cpp-python {tools.version}; first time only, ~3 min on 2 idle cores)",
                     unit="", stream=stream)
     line.update(0)
     try:
