@@ -68,7 +68,7 @@ def test_one_bit_flipped_in_merged_is_refused_by_release_build_naming_the_file(r
     err = refused_in_one_line(release_main, capsys, "build", str(run), "--out", str(tmp_path / "releases"),
                               "--quant", "none")
     assert f"{run / 'merged' / 'model.safetensors'}: sha256" in err and "manifest" in err, err
-    assert tree(run) == before and not (tmp_path / "releases").exists()
+    assert tree(run) == before and not (ROOT / "releases" / run.name).exists()
 
 
 def test_eval_run_and_publish_refuse_a_tampered_run_too(run, tmp_path, capsys):
@@ -129,7 +129,7 @@ def test_a_failed_build_leaves_the_run_folder_exactly_as_it_was(run, tmp_path, m
     assert not [p for p in run.iterdir() if ".partial-" in p.name or ".old-" in p.name]
 
 
-def test_release_build_of_a_run_another_process_holds_is_one_line_exit_2_and_changes_nothing(run, tmp_path):
+def test_make_release_of_a_run_another_process_holds_is_one_line_exit_1_and_changes_nothing(run, tmp_path):
     script = tmp_path / "hold_the_run.py"
     script.write_text(HOLDER)
     holder = subprocess.Popen([sys.executable, str(script), str(run)], cwd=ROOT, stdin=subprocess.PIPE,
@@ -137,17 +137,18 @@ def test_release_build_of_a_run_another_process_holds_is_one_line_exit_2_and_cha
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = tree(run)
-        result = subprocess.run([sys.executable, "-m", "release", "build", str(run), "--out",
-                                 str(tmp_path / "releases"), "--quant", "none"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=300)
+        # the user's command; -o: the venv and llama.cpp's tools taken as made (a fresh machine would build them)
+        result = subprocess.run(["make", "-s", "-o", ".venv/.installed", "-o", "gguf-tools", "release",
+                                 f"RUN={run}", "QUANT=none"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
-    err = result.stderr.strip()
-    assert result.returncode == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    err = "\n".join(line for line in result.stderr.strip().splitlines() if not line.startswith("make"))
+    assert result.returncode != 0 and "release] Error 1" in result.stderr, result.stderr  # the command's exit 1
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, result.stderr
     assert f"run {run.name} is in use by pid {holder.pid} on host {platform.node()}" in err, err
     assert f"hold_the_run.py {run}" in err, err  # the holder's command, as its lock records it
-    assert tree(run) == before and not (tmp_path / "releases").exists()
+    assert tree(run) == before and not (ROOT / "releases" / run.name).exists()
 
 
 def test_a_writer_waits_for_nobody_and_a_launcher_can_hand_its_lock_down(run, monkeypatch):
