@@ -1,6 +1,6 @@
 """llama.cpp's own GGUF tools, built once from llama-cpp-python's pinned source package and cached.
 
-    make gguf-tools                         find them, else build them (the first time: 3 min 15 s on 2 idle cores, docs/gguf.md)
+    make gguf-tools                         find them, else build them (first time: 3 min 15 s, 2 idle cores)
     python -m inference.llama_cpp_tools     the same (``python -m release tools`` too)
 
 llama-cpp-python's source package vendors llama.cpp. Its ``convert_hf_to_gguf.py`` (with ``conversion/`` and

@@ -36,6 +36,8 @@ PROMPTS = ["What is the normal range of adult resting heart rate?", "Explain wha
            "List two symptoms of anemia.", "What does MRI stand for?", "How is type 2 diabetes treated?",
            "What is the function of the kidneys?"]
 FIRST = 16  # greedy tokens compared with the merged model
+NEAR_TIE_F16 = 0.02  # ours: F16 may leave the merged model's path only where its top two are this close (x std of
+# logits): ~30 times F16's measured mean logit error (0.0007 std, below), a fifth of Q8_0's margin
 NEAR_TIE = 0.1  # ours: Q8_0 may take the merged model's runner-up where its top two are this close (x std of logits;
 # the default model's three such steps on 2026-12-04: 0.047, 0.014 and 0.012)
 # ours: transformers' dequantized logits against the merged model's, per type: (mean |difference| / std of the
@@ -100,29 +102,39 @@ def merged_model(path: Path):
 
 @pytest.mark.parametrize("name", ["tiny", "default"])
 def test_greedy_tokens_equal_the_merged_models_at_f16_and_q8_0(loaded, tiny, default_model, name):
-    """F16: the first 16 tokens equal on every prompt. Q8_0: equal up to a step where the merged model's top two
-    are within NEAR_TIE standard deviations of its logits, and there a token within that margin of the top one.
-    Which of the near-tied tokens Q8_0 takes depends on the CPU's kernels (their rounding), not on the file: on one
-    machine the runner-up, on another the third-ranked (issue 30); only the margin holds everywhere."""
-    import torch
-
+    """F16 and Q8_0: the first 16 tokens equal the merged model's, up to a step where its top two are within the
+    type's margin (NEAR_TIE_F16, NEAR_TIE standard deviations of its logits), and there a token within that margin
+    of the top one. Which of near-tied tokens a file takes depends on the CPU's kernels (their rounding), not on
+    the file: on one machine Q8_0 took the runner-up, on another the third-ranked (issue 30); only the margin holds
+    everywhere. On the machines measured, F16 equalled the merged model on every prompt."""
     hf, tokenizer = merged_model(merged_of(name, tiny, default_model))
     decoding = Decoding(max_new_tokens=FIRST)
     for prompt in PROMPTS:
         ours = new_tokens(hf, tokenizer, messages(prompt), decoding)[0]
-        assert new_tokens(loaded[(name, "F16")], loaded[(name, "F16")].tokenizer, messages(prompt),
-                          decoding)[0] == ours, prompt
-        theirs = new_tokens(loaded[(name, "Q8_0")], loaded[(name, "Q8_0")].tokenizer, messages(prompt), decoding)[0]
-        if theirs == ours:
-            continue
-        step = next(i for i, (a, b) in enumerate(zip(theirs, ours, strict=False)) if a != b)
-        ids = tokenizer.apply_chat_template(messages(prompt), add_generation_prompt=True, return_dict=True,
-                                            return_tensors="pt")["input_ids"]
-        with torch.no_grad():
-            logits = hf(torch.cat([ids, torch.tensor([ours[:step]], dtype=ids.dtype)], 1)).logits[0, -1]
-        top = torch.topk(logits, 2)
-        assert float(top.values[0] - top.values[1]) < NEAR_TIE * float(logits.std()), (prompt, step)
-        assert float(top.values[0] - logits[theirs[step]]) < NEAR_TIE * float(logits.std()), (prompt, step)
+        for quant, margin in (("F16", NEAR_TIE_F16), ("Q8_0", NEAR_TIE)):
+            model = loaded[(name, quant)]
+            theirs = new_tokens(model, model.tokenizer, messages(prompt), decoding)[0]
+            assert_same_up_to_a_near_tie(hf, tokenizer, prompt, ours, theirs, margin)
+
+
+def assert_same_up_to_a_near_tie(hf, tokenizer, prompt: str, ours: list[int], theirs: list[int],
+                                 margin: float) -> None:
+    """``theirs`` equals ``ours``, or first differs where the merged model's top two (and the token taken) are
+    within ``margin`` standard deviations of its logits."""
+    import torch
+
+    if theirs == ours:
+        return
+    # the first step where they differ; where one reply is the other's prefix, the step where the shorter stopped
+    step = next((i for i, (a, b) in enumerate(zip(theirs, ours, strict=False)) if a != b), min(len(ours), len(theirs)))
+    ids = tokenizer.apply_chat_template(messages(prompt), add_generation_prompt=True, return_dict=True,
+                                        return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        logits = hf(torch.cat([ids, torch.tensor([ours[:step]], dtype=ids.dtype)], 1)).logits[0, -1]
+    top = torch.topk(logits, 2)
+    assert float(top.values[0] - top.values[1]) < margin * float(logits.std()), (prompt, step, margin)
+    if step < len(theirs):
+        assert float(top.values[0] - logits[theirs[step]]) < margin * float(logits.std()), (prompt, step, margin)
 
 
 @pytest.mark.parametrize("name", ["tiny", "default"])
