@@ -85,8 +85,10 @@ def test_a_successful_build_replaces_the_whole_set_and_removes_the_files_it_no_l
 # Holds a real `python -m data_prep build` at a known point (the second kind's split, when the first kind's files
 # are staged) so the test can interrupt it there; the build itself is the real one.
 HOLD = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as at a terminal, even where this test runs as a
+# background job (its shell ignores SIGINT there, and Python keeps an ignored SIGINT ignored)
 import data_prep.build as build
 from data_prep.__main__ import main
 ready, calls, split = Path(sys.argv[1]), [], build.split
