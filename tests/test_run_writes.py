@@ -168,8 +168,8 @@ def test_launch_eval_and_the_chains_eval_job_run_what_make_eval_runs(tmp_path):
     from launch.runner.followup import command_for
     from launch.submit.submission import Submission, job_command
 
-    make = subprocess.run(["make", "--no-print-directory", "-n", "-f", str(ROOT / "Makefile"), "-o", ".venv/.installed", "-o",
-                           "data/benchmarks/.prepared", "eval", "RUN=runs/x", "PY=python",
+    make = subprocess.run(["make", "--no-print-directory", "-n", "-f", str(ROOT / "Makefile"), "-o",
+                           ".venv/.installed", "-o", "data/benchmarks/.prepared", "eval", "RUN=runs/x", "PY=python",
                            f"PUBLISHED_EVAL={ROOT / 'data/published/eval'}"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
     assert make.stdout.split() == ["python", "-m", "eval", "all", "--model", "runs/x"], make.stdout
