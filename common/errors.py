@@ -11,8 +11,9 @@ way, through :func:`cli_main`:
   nested too deeply): one line naming the file, line or key and the reason, exit 2;
 - a failure of the world (:class:`WorldError`; a network client's error; a full disk, any other ``OSError``):
   one line, exit 1;
-- anything else is a bug: one line naming the exception, and the log's path where the command keeps one
-  (:func:`note_log`; the traceback is appended there), exit 1;
+- anything else is a bug: one line naming the exception and the file that keeps its traceback (secrets
+  redacted): the command's log where it keeps one (:func:`note_log`, launch's ``logs/launch.log``), else
+  ``$OPENBIOLLM_CACHE/errors/<time>-<pid>.log``; exit 1;
 - Ctrl-C: one line, exit 130.
 
 ``--debug`` anywhere on the command line shows the traceback as well; ``--quiet`` turns progress lines off and
@@ -25,11 +26,16 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from common.files import cache_root
+from common.secrets import redact_text, secret_values
 
 INPUT_ERROR_EXIT = 2  # as argparse's usage errors
 WORLD_ERROR_EXIT = 1  # no network, a full disk, a bug
@@ -66,6 +72,27 @@ def note_log(path: Path | None) -> None:
     """Name the log of the running command: an unexpected error's traceback is appended to it, and named."""
     global _log
     _log = path
+
+
+def error_log() -> Path:
+    """Where a command that keeps no log of its own leaves an unexpected error's traceback: one file per error,
+    under the project's cache (``$OPENBIOLLM_CACHE/errors/``)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return cache_root() / "errors" / f"{stamp}-{os.getpid()}.log"
+
+
+def keep_traceback(err: BaseException) -> Path | None:
+    """Append ``err``'s traceback, secrets redacted, to the command's log (:func:`note_log`), else to a new
+    :func:`error_log`; the file's path, or None when it cannot be written."""
+    path = _log or error_log()
+    text = redact_text("".join(traceback.format_exception(err)), secret_values())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(f"{' '.join(sys.argv)}\n{text}")
+    except OSError:
+        return None
+    return path
 
 
 def split_debug(argv: list[str]) -> tuple[bool, list[str]]:
@@ -135,15 +162,8 @@ def one_line_errors(debug: bool = False) -> Iterator[None]:
             traceback.print_exc()
         code = INPUT_ERROR_EXIT if is_input(err) else WORLD_ERROR_EXIT
         bug = code == WORLD_ERROR_EXIT and not isinstance(err, OSError) and not is_network(err)
-        where = f" ({HINT})"
-        if bug and _log is not None:
-            try:
-                _log.parent.mkdir(parents=True, exist_ok=True)
-                with open(_log, "a", encoding="utf-8") as log:
-                    traceback.print_exc(file=log)
-                where = f" (traceback in {_log}; {HINT})"
-            except OSError:
-                pass
+        kept = keep_traceback(err) if bug else None
+        where = f" (traceback in {kept}; {HINT})" if kept else f" ({HINT})"
         print(f"error: {'unexpected error: ' if bug else ''}{one_line(err)}{'' if debug else where}", file=sys.stderr)
         raise SystemExit(code) from None
     finally:

@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 
+def cache_root() -> Path:
+    """The project's cache outside the repository: ``$OPENBIOLLM_CACHE``, default ``~/.cache/openbiollm-recipes``."""
+    return Path(os.environ.get("OPENBIOLLM_CACHE") or Path.home() / ".cache" / "openbiollm-recipes")
+
+
 def sha256_file(path: Path) -> str:
     """sha256 of a file's bytes."""
     digest = hashlib.sha256()

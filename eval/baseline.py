@@ -13,12 +13,11 @@ manifest's ``sha256_tree``; a hub model by its id) and the sha256 of each prepar
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.files import write_json_atomic
+from common.files import cache_root, write_json_atomic
 from common.rundir import MANIFEST, read_manifest
 from eval.paired import Outcome, read_outcomes, write_outcomes
 
@@ -36,7 +35,7 @@ class BaseModel:
 
 
 def scores_cache() -> Path:
-    return Path(os.environ.get("OPENBIOLLM_CACHE", Path.home() / ".cache" / "openbiollm-recipes")) / "base-scores"
+    return cache_root() / "base-scores"
 
 
 def base_of(run: Path) -> BaseModel | None:

@@ -1,6 +1,6 @@
 """llama.cpp's own GGUF tools, built once from llama-cpp-python's pinned source package and cached.
 
-    make gguf-tools                         find them, else build them (first time: 3 min 15 s, 2 idle cores)
+    make gguf-tools                         find them, else build them (first time: 3 to 7 min on 2 idle cores)
     python -m inference.llama_cpp_tools     the same (``python -m release tools`` too)
 
 llama-cpp-python's source package vendors llama.cpp. Its ``convert_hf_to_gguf.py`` (with ``conversion/`` and
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TextIO
 
 from common.errors import InputError, cli_main
+from common.files import cache_root
 from common.progress import StepLine, clock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,10 +85,6 @@ def pinned_version(constraints: Path = CONSTRAINTS) -> str:
     raise InputError(f"{constraints}: no llama-cpp-python==VERSION pin")
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("OPENBIOLLM_CACHE") or Path.home() / ".cache" / "openbiollm-recipes")
-
-
 def installed_version() -> str | None:
     try:
         return importlib.metadata.version(DISTRIBUTION)
@@ -122,7 +119,7 @@ def build_tools(tools: Tools, stream: TextIO) -> None:
     partial = Path(tempfile.mkdtemp(prefix=f".{tools.home.name}.partial-", dir=tools.home.parent))
     log = partial / "build.log"
     start = time.monotonic()
-    line = StepLine(f"build llama.cpp (llama-cpp-python {tools.version}; first time only, ~3 min on 2 idle cores)",
+    line = StepLine(f"build llama.cpp (llama-cpp-python {tools.version}; first time only, 3 to 7 min on 2 idle cores)",
                     unit="", stream=stream)
     line.update(0)
     try:

@@ -5,6 +5,7 @@ every command, and a refused combination of flags writes nothing."""
 from __future__ import annotations
 
 import errno
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,7 +94,8 @@ def failing(err: BaseException):
     (WorldError("the hub could not be reached"), 1, "error: the hub could not be reached"),
     (ValueError("a bug\nover two lines"), 1, "error: unexpected error: ValueError: a bug over two lines"),
 ])
-def test_every_error_ends_in_one_line_with_its_exit_code(err, code, expected, capsys):
+def test_every_error_ends_in_one_line_with_its_exit_code(err, code, expected, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("OPENBIOLLM_CACHE", str(tmp_path))  # a bug's traceback is kept there
     with pytest.raises(SystemExit) as end:
         cli_main(failing(err), [])
     assert end.value.code == code
@@ -116,6 +118,36 @@ def test_an_unexpected_error_names_the_log_that_keeps_its_traceback(tmp_path, ca
     line = capsys.readouterr().err.strip()
     assert end.value.code == 1 and "\n" not in line and f"traceback in {log}" in line
     assert "Traceback" in log.read_text() and "KeyError: 'surprise'" in log.read_text()
+
+
+def test_a_command_without_a_log_keeps_the_traceback_in_the_cache_with_secrets_redacted(tmp_path, capsys,
+                                                                                          monkeypatch):
+    monkeypatch.setenv("OPENBIOLLM_CACHE", str(tmp_path))
+    token = "hf_" + "Q" * 30
+    monkeypatch.setenv("HF_TOKEN", token)
+
+    def run(argv: list[str]) -> None:
+        raise RuntimeError(f"token {token} went astray")
+
+    with pytest.raises(SystemExit) as end:
+        cli_main(run, [])
+    line = capsys.readouterr().err.strip()
+    kept = list((tmp_path / "errors").glob("*.log"))
+    assert end.value.code == 1 and "\n" not in line and len(kept) == 1 and f"traceback in {kept[0]}" in line
+    text = kept[0].read_text()
+    assert "Traceback" in text and "RuntimeError: token <redacted> went astray" in text and token not in text
+
+
+def test_a_bug_in_a_fresh_process_is_one_line_naming_the_file_that_keeps_its_traceback(tmp_path):
+    """The whole path in a process of its own, as a command's bug reaches a user: stderr holds one line."""
+    program = "from common.errors import cli_main\ncli_main(lambda argv: 1 / 0, [])\n"
+    env = {**os.environ, "OPENBIOLLM_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    line = one_line(done, 1)
+    kept = list((tmp_path / "errors").glob("*.log"))
+    assert len(kept) == 1 and f"traceback in {kept[0]}" in line and "ZeroDivisionError" in line
+    assert "ZeroDivisionError: division by zero" in kept[0].read_text()
 
 
 def test_quiet_and_verbose_are_taken_off_the_command_line(capsys):
