@@ -84,6 +84,7 @@ def test_manifest_is_complete(runs, stage, small_data):
     for package in ("axolotl", "torch", "transformers", "trl", "peft", "bitsandbytes", "datasets"):
         assert record["packages"][package], package
     assert record["host"]["hostname"] and record["host"]["cpu_count"] >= 1
+    assert set(record["host"]["cpu"]) == {"model_name", "family", "model", "vector_extensions"}
     assert record["outputs"] == {"config": "config.yaml", "log_train": "logs/train.log", "adapter": "adapter",
                                  "loss_curve": "loss.png", "log_merge": "logs/merge.log", "merged": "merged"}
     assert (runs[stage] / "loss.png").read_bytes().startswith(b"\x89PNG")  # every training run has its loss curve
