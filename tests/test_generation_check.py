@@ -159,9 +159,44 @@ def test_bad_prompts_file_is_one_line(runs, tmp_path):
     assert done.returncode == 2 and done.stderr.strip().endswith('line 1: expected {"id", "use_case", "prompt"}')
 
 
+# The least lead, in logits, that each token of an answer learned by heart must have over the runner-up for its
+# text to be asserted exactly. Another CPU rounds differently (another summation order, other vector widths), and
+# training carries that on. Measured 2026-12-07 (2-core AMD EPYC, AVX2): training this run with 1 thread rather
+# than 2, another summation order, moved any logit at the answers' positions by at most 0.08 after 120 steps
+# (0.18 after 60), while the least lead was 0.62 (the random, untrained output layer keeps leads small). So a
+# lead can move by at most 2 x 0.08; requiring 0.25 leaves room for a CPU that rounds worse than that.
+LEARNED_LEAD = 0.25
+LEARNING_STEPS = 120
+
+
+def least_leads(merged: Path, rows: list[dict]) -> list[float]:
+    """For each row, the smallest lead of its answer's tokens (then <|eot_id|>) over the runner-up, teacher-forced."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from inference.reply import prompt_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    model = AutoModelForCausalLM.from_pretrained(merged).eval()
+    leads = []
+    for row in rows:
+        prompt = prompt_ids(model, tokenizer, row["messages"][:-1])
+        answer = tokenizer(row["messages"][-1]["content"], add_special_tokens=False)["input_ids"]
+        answer += [tokenizer.convert_tokens_to_ids("<|eot_id|>")]
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + answer])).logits[0, len(prompt) - 1:-1]
+        chosen = logits.gather(1, torch.tensor(answer)[:, None])[:, 0]
+        logits[torch.arange(len(answer)), answer] = float("-inf")
+        leads.append(float((chosen - logits.max(dim=1).values).min()))
+    return leads
+
+
 @pytest.mark.slow
 def test_real_training_with_the_end_of_turn_masked_never_stops(tiny_llama3, tmp_path):
-    """Two answers learned by heart (60 steps at a high rate): only the run that labels <|eot_id|> stops."""
+    """Two answers learned by heart (120 steps at a high rate): only the run that labels <|eot_id|> stops.
+
+    Their texts are asserted exactly only because each token of them leads the runner-up by more than
+    ``LEARNED_LEAD`` logits, which is checked first: a lead that large no CPU's rounding can overturn."""
     rows = VALIDATION[:2]
     data = tmp_path / "sft.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows * 8))
@@ -169,12 +204,14 @@ def test_real_training_with_the_end_of_turn_masked_never_stops(tiny_llama3, tmp_
     found = {}
     for eos in ("turn", "none"):
         runs_dir = tmp_path / f"runs-{eos}"
-        hard = [arg for pair in (f"datasets.0.train_on_eos={eos}", "max_steps=60", "learning_rate=1e-2",
+        hard = [arg for pair in (f"datasets.0.train_on_eos={eos}", f"max_steps={LEARNING_STEPS}", "learning_rate=1e-2",
                                  "warmup_steps=0", "lr_scheduler=constant", "lora_dropout=0")
                 for arg in ("--set", pair)]
         done = launch("sft", SFT_RECIPE, runs_dir, *tiny_overrides(tiny_llama3, data), *hard, merged=True)
         assert done.returncode == 0, done.stdout[-3000:]
         found[eos] = generation_check.main(["--model", str(only_run(runs_dir, "sft")), "--max-new-tokens", "24"])
+    leads = least_leads(only_run(tmp_path / "runs-turn", "sft") / "merged", rows)
+    assert min(leads) > LEARNED_LEAD, f"the learned answers' least leads {leads} are too close to call exactly"
     learned = [a for a in found["turn"]["answers"] if a["use_case"] == "validation"]
     assert [(a["text"], a["stop"]) for a in learned] == [("Too few red cells.", "end_of_turn"),
                                                          ("Yellow skin.", "end_of_turn")]
