@@ -8,7 +8,7 @@
 #   make sft SLURM=launch/clusters/<name>.yaml NODES=2   submit to SLURM (make all SLURM=...: the whole chain)
 #   make chat [RUN=runs/<id>]     talk to the latest (dpo, else sft) or given run, streamed; /reset, /exit
 #   make release [RUN=runs/<id>] [NAME=...]  the latest (dpo, else sft) or given run as a release, with GGUFs -> releases/<name>/
-#   make gguf-tools               llama.cpp's converter and quantizer, built once (3 min 15 s on 2 idle cores) and cached
+#   make gguf-tools               llama.cpp's converter and quantizer, built once (3 to 7 min on 2 idle cores) and cached
 #   make reproduce RUN=runs/<id>  re-run a finished run from its manifest, compare -> runs/<time>-<stage>-<recipe>-repro/
 #   make test                     lint + the whole test suite (real Axolotl on a tiny model)
 #   make sft VERBOSE=1            stream the trainer's own output too (it is always in runs/<id>/logs/)
