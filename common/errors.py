@@ -85,11 +85,11 @@ def keep_traceback(err: BaseException) -> Path | None:
     """Append ``err``'s traceback, secrets redacted, to the command's log (:func:`note_log`), else to a new
     :func:`error_log`; the file's path, or None when it cannot be written."""
     path = _log or error_log()
-    text = redact_text("".join(traceback.format_exception(err)), secret_values())
+    text = redact_text(f"{' '.join(sys.argv)}\n{''.join(traceback.format_exception(err))}", secret_values())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as log:
-            log.write(f"{' '.join(sys.argv)}\n{text}")
+            log.write(text)
     except OSError:
         return None
     return path

@@ -129,6 +129,7 @@ def test_a_command_without_a_log_keeps_the_traceback_in_the_cache_with_secrets_r
     def run(argv: list[str]) -> None:
         raise RuntimeError(f"token {token} went astray")
 
+    monkeypatch.setattr(sys, "argv", ["release", "publish", "--token", token])  # the command line is kept too
     with pytest.raises(SystemExit) as end:
         cli_main(run, [])
     line = capsys.readouterr().err.strip()
@@ -136,6 +137,7 @@ def test_a_command_without_a_log_keeps_the_traceback_in_the_cache_with_secrets_r
     assert end.value.code == 1 and "\n" not in line and len(kept) == 1 and f"traceback in {kept[0]}" in line
     text = kept[0].read_text()
     assert "Traceback" in text and "RuntimeError: token <redacted> went astray" in text and token not in text
+    assert text.startswith("release publish --token <redacted>\n")
 
 
 def test_a_bug_in_a_fresh_process_is_one_line_naming_the_file_that_keeps_its_traceback(tmp_path):
